@@ -1,0 +1,188 @@
+"""The base policy: a DDPM over actions, conditioned on the observation (ALGORITHM.md §1-2).
+
+EXPO never back-propagates a Q-value through this model. It is trained by imitation only (the DDPM
+ε-prediction loss on buffer or dataset actions) and is used as a sampler of candidate actions.
+
+Pieces, in the order the paper describes them:
+
+- :func:`vp_beta_schedule`: the variance-preserving noise schedule.
+- :class:`FourierFeatures`: learnable Fourier features of the (unnormalised) time index.
+- :class:`Denoiser`: the MLP-ResNet ε_θ(s, x_t, k).
+- :class:`DiffusionPolicy`: schedule + denoiser, with :meth:`~DiffusionPolicy.loss` and
+  :meth:`~DiffusionPolicy.sample`.
+"""
+
+import math
+
+import torch as th
+from torch import nn
+
+
+def vp_beta_schedule(n_steps: int) -> th.Tensor:
+    """
+    Variance-preserving β schedule of the reference code (a discretised VP-SDE with
+    β_min = 0.1 and β_max = 10):
+
+    β_t = 1 - exp(-β_min / T - (β_max - β_min) · (2t - 1) / (2 T²)),   t = 1..T
+
+    :param n_steps: number of diffusion steps T
+    :return: β_1..β_T as a float32 tensor of shape ``(T,)``
+    """
+    t = th.arange(1, n_steps + 1, dtype=th.float64)
+    beta_min, beta_max = 0.1, 10.0
+    alpha = th.exp(-beta_min / n_steps - 0.5 * (beta_max - beta_min) * (2 * t - 1) / n_steps**2)
+    return (1.0 - alpha).float()
+
+
+class FourierFeatures(nn.Module):
+    """
+    Learnable Fourier features of a scalar time index: ``[cos(2π k W), sin(2π k W)]``.
+
+    :param n_frequencies: number of frequencies (the output has twice as many features)
+    :param init_std: standard deviation of the initial frequencies
+    """
+
+    def __init__(self, n_frequencies: int = 64, init_std: float = 0.2):
+        super().__init__()
+        self.frequencies = nn.Parameter(th.randn(n_frequencies) * init_std)
+
+    def forward(self, t: th.Tensor) -> th.Tensor:
+        angles = 2 * math.pi * t.float().unsqueeze(-1) * self.frequencies
+        return th.cat([angles.cos(), angles.sin()], dim=-1)
+
+
+class ResidualBlock(nn.Module):
+    """``h + Linear(act(Linear_4x(LayerNorm(Dropout(h)))))``: the pre-norm block of the IDQL/EXPO denoiser."""
+
+    def __init__(self, width: int, dropout: float = 0.0, expansion: int = 4):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Dropout(dropout),
+            nn.LayerNorm(width),
+            nn.Linear(width, expansion * width),
+            nn.SiLU(),
+            nn.Linear(expansion * width, width),
+        )
+
+    def forward(self, h: th.Tensor) -> th.Tensor:
+        return h + self.net(h)
+
+
+class Denoiser(nn.Module):
+    """
+    ε_θ(s, x_t, k): predicts the noise that was added to an action.
+
+    The time index k ∈ {0..T-1} goes through learnable Fourier features and a two-layer MLP; the
+    result is concatenated with the noisy action and the observation features and fed to an
+    MLP-ResNet. The output is not squashed (it is a noise estimate, not an action).
+
+    :param obs_dim: size of the observation features
+    :param action_dim: size of the action
+    :param width: hidden width of the ResNet and of the time MLP
+    :param n_blocks: number of residual blocks
+    :param dropout: dropout rate inside the residual blocks
+    :param n_frequencies: number of Fourier frequencies of the time embedding
+    """
+
+    def __init__(
+        self,
+        obs_dim: int,
+        action_dim: int,
+        width: int = 256,
+        n_blocks: int = 3,
+        dropout: float = 0.0,
+        n_frequencies: int = 64,
+    ):
+        super().__init__()
+        self.time_embedding = nn.Sequential(
+            FourierFeatures(n_frequencies),
+            nn.Linear(2 * n_frequencies, width),
+            nn.SiLU(),
+            nn.Linear(width, width),
+        )
+        self.input_layer = nn.Linear(action_dim + obs_dim + width, width)
+        self.blocks = nn.Sequential(*[ResidualBlock(width, dropout) for _ in range(n_blocks)])
+        self.output_layer = nn.Sequential(nn.SiLU(), nn.Linear(width, action_dim))
+
+    def forward(self, obs: th.Tensor, noisy_action: th.Tensor, t: th.Tensor) -> th.Tensor:
+        """
+        :param obs: observation features ``(B, obs_dim)``
+        :param noisy_action: x_t ``(B, action_dim)``
+        :param t: integer time indices ``(B,)``, or a time embedding already computed by
+            :meth:`embed_time` and broadcastable to ``(B, width)``
+        """
+        t_emb = self.embed_time(t) if t.dtype in (th.int32, th.int64) else t
+        t_emb = t_emb.expand(noisy_action.shape[0], -1)
+        h = self.input_layer(th.cat([noisy_action, obs, t_emb], dim=-1))
+        return self.output_layer(self.blocks(h))
+
+    def embed_time(self, t: th.Tensor) -> th.Tensor:
+        return self.time_embedding(t)
+
+
+class DiffusionPolicy(nn.Module):
+    """
+    DDPM with ε-prediction over actions in [-1, 1], conditioned on observation features.
+
+    :param obs_dim: size of the observation features
+    :param action_dim: size of the action
+    :param n_steps: number of diffusion steps T
+    :param width: hidden width of the denoiser
+    :param n_blocks: number of residual blocks of the denoiser
+    :param dropout: dropout rate of the denoiser
+    """
+
+    def __init__(
+        self,
+        obs_dim: int,
+        action_dim: int,
+        n_steps: int = 10,
+        width: int = 256,
+        n_blocks: int = 3,
+        dropout: float = 0.0,
+    ):
+        super().__init__()
+        self.action_dim = action_dim
+        self.n_steps = n_steps
+        self.denoiser = Denoiser(obs_dim, action_dim, width, n_blocks, dropout)
+        betas = vp_beta_schedule(n_steps)
+        alphas = 1.0 - betas
+        # Constants of the schedule: buffers, so they follow `.to(device)` and are saved with the model.
+        self.register_buffer("betas", betas)
+        self.register_buffer("alphas", alphas)
+        self.register_buffer("alpha_bars", th.cumprod(alphas, dim=0))
+
+    def loss(self, obs: th.Tensor, actions: th.Tensor) -> th.Tensor:
+        """
+        DDPM loss: noise the actions to a uniformly drawn step k and regress the noise,
+        ``E ||ε - ε_θ(s, √ᾱ_k a + √(1-ᾱ_k) ε, k)||²`` (summed over action dimensions, averaged over the batch).
+
+        :param obs: observation features ``(B, obs_dim)``
+        :param actions: actions in [-1, 1] ``(B, action_dim)``
+        """
+        t = th.randint(0, self.n_steps, (actions.shape[0],), device=actions.device)
+        noise = th.randn_like(actions)
+        alpha_bar = self.alpha_bars[t].unsqueeze(-1)
+        noisy_actions = alpha_bar.sqrt() * actions + (1 - alpha_bar).sqrt() * noise
+        return ((self.denoiser(obs, noisy_actions, t) - noise) ** 2).sum(dim=-1).mean()
+
+    def sample(self, obs: th.Tensor) -> th.Tensor:
+        """
+        Draw one action per row of ``obs`` with the reference's DDPM sampler: for k = T-1..0,
+        ``x ← (x - (1-α_k)/√(1-ᾱ_k) · ε_θ) / √α_k``, plus ``√β_k · z`` when k > 0, clipped to [-1, 1]
+        after every step. Repeat rows of ``obs`` to draw several actions per state.
+
+        :param obs: observation features ``(B, obs_dim)``
+        :return: actions ``(B, action_dim)`` in [-1, 1]
+        """
+        x = th.randn(obs.shape[0], self.action_dim, device=obs.device)
+        # One embedding per step for the whole batch: it does not depend on the row.
+        steps = th.arange(self.n_steps, device=obs.device)
+        time_embeddings = self.denoiser.embed_time(steps)
+        for k in reversed(range(self.n_steps)):
+            eps = self.denoiser(obs, x, time_embeddings[k : k + 1])
+            x = (x - (1 - self.alphas[k]) / (1 - self.alpha_bars[k]).sqrt() * eps) / self.alphas[k].sqrt()
+            if k > 0:
+                x = x + self.betas[k].sqrt() * th.randn_like(x)
+            x = x.clamp(-1.0, 1.0)
+        return x

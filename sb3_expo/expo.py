@@ -1,0 +1,430 @@
+"""EXPO: Expressive Policy Optimization (Dong, Li, Sadigh, Finn, 2025), as an SB3 off-policy algorithm."""
+
+import math
+from typing import Any, ClassVar, TypeVar
+
+import numpy as np
+import torch as th
+from gymnasium import spaces
+from stable_baselines3.common.buffers import ReplayBuffer
+from stable_baselines3.common.noise import ActionNoise
+from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
+from stable_baselines3.common.policies import BasePolicy
+from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
+from stable_baselines3.common.utils import polyak_update, update_learning_rate
+
+from sb3_expo.critics import random_subsets, subset_min
+from sb3_expo.policies import ExpoPolicy, MlpPolicy, MultiInputPolicy
+
+SelfEXPO = TypeVar("SelfEXPO", bound="EXPO")
+
+# log α is clamped to this range after every temperature step, so α (and every loss it scales) stays finite.
+LOG_ENT_COEF_MIN, LOG_ENT_COEF_MAX = -20.0, 20.0
+
+
+def td_target(
+    q_candidates: th.Tensor,
+    rewards: th.Tensor,
+    not_terminal: th.Tensor,
+    gamma: float,
+    selection_subset: th.Tensor,
+    value_subset: th.Tensor,
+) -> tuple[th.Tensor, th.Tensor]:
+    """
+    EXPO's TD target (ALGORITHM.md §4.1): pick the next action a* among the OTF candidates by the
+    minimum over one random subset of target critics, then bootstrap from the minimum over an
+    *independent* subset at a*. There is no entropy term in the backup.
+
+    :param q_candidates: target-critic values of the candidates at s', ``(E, B, C)``
+    :param rewards: ``(B,)``
+    :param not_terminal: ``1 - terminated``, ``(B,)`` (truncation is not termination)
+    :param gamma: discount factor
+    :param selection_subset: critic indices that rank candidates
+    :param value_subset: critic indices that value a*
+    :return: the targets ``(B,)`` and the index of a* among the candidates ``(B,)``
+    """
+    best = subset_min(q_candidates, selection_subset).argmax(dim=1)
+    q_best = q_candidates.gather(2, best.view(1, -1, 1).expand(q_candidates.shape[0], -1, 1)).squeeze(2)
+    return rewards + gamma * not_terminal * subset_min(q_best, value_subset), best
+
+
+def cosine_decay(step: int, decay_steps: int | None) -> float:
+    """Factor of the cosine learning-rate decay from 1 to 0 over ``decay_steps`` (1 when ``decay_steps`` is None)."""
+    if decay_steps is None:
+        return 1.0
+    return 0.5 * (1.0 + math.cos(math.pi * min(step, decay_steps) / decay_steps))
+
+
+class EXPO(OffPolicyAlgorithm):
+    """
+    Expressive Policy Optimization (EXPO): online RL with an expressive diffusion policy, without
+    back-propagating Q through the denoising chain. Paper: https://arxiv.org/abs/2507.07986
+
+    Three learners share one replay buffer. A diffusion *base* policy imitates the buffer's actions; an
+    *edit* actor learns small Q-improving changes ``β·u`` of base actions; an ensemble of LayerNorm
+    critics is trained by TD on the *on-the-fly* (OTF) action: ``N`` base samples plus ``K`` edited
+    ones, the one with the highest Q wins. That same OTF choice is the action executed in the env.
+
+    Every argument defaults to the paper's setting (ALGORITHM.md §6). The paper's ``UTD=20`` is
+    ``gradient_steps=20`` critic updates per env step with one base/edit/temperature update per
+    ``policy_delay=20`` critic updates. At those settings an env step costs ~1.4 TFLOP, mostly
+    diffusion sampling for the TD targets: use a GPU, or reduce ``gradient_steps``, ``policy_delay``
+    and network sizes on CPU.
+
+    :param policy: the policy model to use ("MlpPolicy" for Box, "MultiInputPolicy" for Dict observations)
+    :param env: the environment to learn from (if registered in Gymnasium, can be str)
+    :param learning_rate: learning rate of every optimiser (the paper: 3e-4); can be a function of the
+        remaining progress (1 to 0). The base and edit-actor rates are further multiplied by a cosine
+        decay over ``policy_lr_decay_steps`` policy updates.
+    :param buffer_size: size of the replay buffer
+    :param learning_starts: env steps of uniform random actions before learning starts (the paper:
+        5000 from scratch, 0 after pretraining)
+    :param batch_size: minibatch size of each critic update (and of the policy update)
+    :param tau: Polyak rate of the target critics, applied after every critic update
+    :param gamma: discount factor
+    :param train_freq: update the model every ``train_freq`` steps, or a tuple like ``(5, "step")``
+    :param gradient_steps: critic updates per ``train()`` call (the paper's UTD ratio, 20)
+    :param policy_delay: critic updates per base / edit-actor / temperature update (the paper: 20, so
+        one policy update per env step at UTD 20). The policy update uses the last minibatch before it.
+    :param action_noise: optional extra action noise (not used by the paper)
+    :param replay_buffer_class: replay buffer class (``ReplayBuffer`` or ``DictReplayBuffer`` by default)
+    :param replay_buffer_kwargs: keyword arguments of the replay buffer
+    :param optimize_memory_usage: SB3's memory-efficient replay buffer variant
+    :param n_critics: size E of the critic ensemble (the paper: 10)
+    :param critic_subset_size: the minimum over a random subset of this many target critics scores
+        OTF candidates and values TD targets (the paper's ``num_min_qs``: 2, or 1 on AntMaze)
+    :param n_base_samples: N, base-policy samples per state in the OTF action (the paper: 8)
+    :param n_edit_samples: K ≤ N, how many base samples are also edited (the paper: 8)
+    :param edit_scale: β, the largest change the edit actor makes to an action coordinate, in the
+        policy's [-1, 1] action units. The paper's guidance: small (0.05-0.1) when good offline data
+        makes the base policy strong, so edits only refine it; large (0.5-0.7) where exploration
+        matters (sparse rewards, learning from scratch). The default 0.7 is for online learning
+        without offline data; measured on Pendulum-v1 in ``benchmarks/README.md``.
+    :param diffusion_steps: T, denoising steps of the base policy (the paper: 10)
+    :param base_ema_rate: Polyak rate of the EMA base policy used for acting, per base update (the paper: 0.001)
+    :param policy_lr_decay_steps: the base and edit-actor learning rates decay to 0 with a cosine over this
+        many policy updates (the paper: 3e6); ``None`` keeps them constant. Critic and temperature rates
+        follow ``learning_rate`` only.
+    :param ent_coef: temperature α of the edit actor: "auto" to learn it (initial value 1), "auto_0.1"
+        to learn it from 0.1, or a float to fix it. Learned log α is clamped to
+        [-20, 20] so it can never overflow.
+    :param target_entropy: target entropy of the edit ``β·u`` when learning α. "auto" uses
+        ``-d/2 + d·log β``: the reference's ``-d/2`` measured on ``u`` before scaling. The reference
+        code's literal target ``-d/2`` (on ``β·u``) is unreachable for β < 0.3, so there α only grows
+        (here: to the clamp); pass ``target_entropy=-d/2`` to reproduce it.
+    :param stats_window_size: window size of the rollout logging (episodes)
+    :param tensorboard_log: the log location for TensorBoard (if None, no logging)
+    :param policy_kwargs: extra arguments of :class:`~sb3_expo.policies.ExpoPolicy`: ``net_arch``
+        (critic and edit-actor layers), ``denoiser_width``, ``denoiser_blocks``, ``denoiser_dropout``,
+        ``edit_dropout``, ... The EXPO arguments above (``n_critics``, ``edit_scale``, ...) override
+        the same keys given here.
+    :param verbose: 0 no output, 1 info, 2 debug
+    :param seed: seed of the pseudo-random generators
+    :param device: "cpu", "cuda", or "auto" (CUDA when available)
+    :param _init_setup_model: whether to build the networks at creation
+    """
+
+    policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {
+        "MlpPolicy": MlpPolicy,
+        "MultiInputPolicy": MultiInputPolicy,
+    }
+    policy: ExpoPolicy
+
+    def __init__(
+        self,
+        policy: str | type[ExpoPolicy],
+        env: GymEnv | str,
+        learning_rate: float | Schedule = 3e-4,
+        buffer_size: int = 1_000_000,
+        learning_starts: int = 5000,
+        batch_size: int = 256,
+        tau: float = 0.005,
+        gamma: float = 0.99,
+        train_freq: int | tuple[int, str] = 1,
+        gradient_steps: int = 20,
+        policy_delay: int = 20,
+        action_noise: ActionNoise | None = None,
+        replay_buffer_class: type[ReplayBuffer] | None = None,
+        replay_buffer_kwargs: dict[str, Any] | None = None,
+        optimize_memory_usage: bool = False,
+        n_critics: int = 10,
+        critic_subset_size: int = 2,
+        n_base_samples: int = 8,
+        n_edit_samples: int = 8,
+        edit_scale: float = 0.7,
+        diffusion_steps: int = 10,
+        base_ema_rate: float = 0.001,
+        policy_lr_decay_steps: int | None = 3_000_000,
+        ent_coef: str | float = "auto",
+        target_entropy: str | float = "auto",
+        stats_window_size: int = 100,
+        tensorboard_log: str | None = None,
+        policy_kwargs: dict[str, Any] | None = None,
+        verbose: int = 0,
+        seed: int | None = None,
+        device: th.device | str = "auto",
+        _init_setup_model: bool = True,
+    ):
+        super().__init__(
+            policy,
+            env,
+            learning_rate,
+            buffer_size,
+            learning_starts,
+            batch_size,
+            tau,
+            gamma,
+            train_freq,
+            gradient_steps,
+            action_noise,
+            replay_buffer_class=replay_buffer_class,
+            replay_buffer_kwargs=replay_buffer_kwargs,
+            optimize_memory_usage=optimize_memory_usage,
+            policy_kwargs=policy_kwargs,
+            stats_window_size=stats_window_size,
+            tensorboard_log=tensorboard_log,
+            verbose=verbose,
+            device=device,
+            seed=seed,
+            sde_support=False,
+            supported_action_spaces=(spaces.Box,),
+            support_multi_env=True,
+        )
+        self.policy_delay = policy_delay
+        self.n_critics = n_critics
+        self.critic_subset_size = critic_subset_size
+        self.n_base_samples = n_base_samples
+        self.n_edit_samples = n_edit_samples
+        self.edit_scale = edit_scale
+        self.diffusion_steps = diffusion_steps
+        self.base_ema_rate = base_ema_rate
+        self.policy_lr_decay_steps = policy_lr_decay_steps
+        self.ent_coef = ent_coef
+        self.target_entropy = target_entropy
+        self.log_ent_coef: th.Tensor | None = None
+        self.ent_coef_optimizer: th.optim.Adam | None = None
+        self._n_policy_updates = 0
+        if _init_setup_model:
+            self._setup_model()
+
+    # ------------------------------------------------------------------------------------------ set-up
+
+    def _setup_model(self) -> None:
+        self._check_arguments()
+        self.policy_kwargs.update(
+            n_critics=self.n_critics,
+            critic_subset_size=self.critic_subset_size,
+            n_base_samples=self.n_base_samples,
+            n_edit_samples=self.n_edit_samples,
+            edit_scale=self.edit_scale,
+            diffusion_steps=self.diffusion_steps,
+        )
+        super()._setup_model()
+        self._create_aliases()
+
+        action_dim = int(np.prod(self.action_space.shape))
+        if self.target_entropy == "auto":
+            self.target_entropy = -action_dim / 2 + action_dim * math.log(self.edit_scale)
+        self.target_entropy = float(self.target_entropy)
+
+        if isinstance(self.ent_coef, str) and self.ent_coef.startswith("auto"):
+            init_value = float(self.ent_coef.split("_")[1]) if "_" in self.ent_coef else 1.0
+            if init_value <= 0:
+                raise ValueError(f"The initial value of ent_coef must be > 0, got {self.ent_coef}")
+            self.log_ent_coef = th.full((1,), math.log(init_value), device=self.device, requires_grad=True)
+            self.ent_coef_optimizer = th.optim.Adam([self.log_ent_coef], lr=self.lr_schedule(1))
+        else:
+            self.ent_coef_tensor = th.tensor(float(self.ent_coef), device=self.device)
+
+    def _check_arguments(self) -> None:
+        assert isinstance(self.action_space, spaces.Box)
+        if not (np.all(np.isfinite(self.action_space.low)) and np.all(np.isfinite(self.action_space.high))):
+            raise ValueError(
+                f"EXPO needs finite action bounds (its policies act in [-1, 1], rescaled to the bounds); got "
+                f"low={self.action_space.low}, high={self.action_space.high}. Clip the action space with a wrapper."
+            )
+        if self.policy_delay < 1:
+            raise ValueError(f"policy_delay must be >= 1, got {self.policy_delay}")
+        if not 0 < self.base_ema_rate <= 1:
+            raise ValueError(f"base_ema_rate must be in (0, 1], got {self.base_ema_rate}")
+        # n_critics, critic_subset_size, n_base_samples, n_edit_samples and edit_scale are checked by ExpoPolicy.
+
+    def _create_aliases(self) -> None:
+        self.base = self.policy.base
+        self.base_ema = self.policy.base_ema
+        self.edit_actor = self.policy.edit_actor
+        self.critic = self.policy.critic
+        self.critic_target = self.policy.critic_target
+
+    # ---------------------------------------------------------------------------- training (ALGORITHM.md §4)
+
+    def train(self, gradient_steps: int, batch_size: int = 256) -> None:
+        """
+        One UTD block: ``gradient_steps`` critic updates, and a base / edit-actor / temperature update
+        after every ``policy_delay``-th critic update (counted across calls).
+
+        All minibatches are drawn in one replay-buffer sample. The OTF candidates of the TD targets are
+        drawn in one batched pass per stretch of critic updates between two policy updates (the base
+        and edit actor do not change within it, so this is exact); only the ranking of candidates, which
+        depends on the target critics, runs inside the loop. Metrics stay on the device until the end.
+        """
+        self.policy.set_training_mode(True)
+        self._update_learning_rates()
+
+        data = self.replay_buffer.sample(gradient_steps * batch_size, env=self._vec_normalize_env)  # type: ignore[union-attr]
+        obs = self.policy.extract_features(data.observations, self.policy.features_extractor)
+        next_obs = self.policy.extract_features(data.next_observations, self.policy.features_extractor)
+        actions, rewards, not_terminal = data.actions, data.rewards.flatten(), 1.0 - data.dones.flatten()
+
+        metrics: dict[str, list[th.Tensor]] = {"critic_loss": [], "edit_win_rate": [], "q_ensemble_std": [], "q_mean": []}
+        step = 0
+        while step < gradient_steps:
+            # The stretch of critic updates that ends at the next policy update (or at the end of this call).
+            steps_to_policy_update = self.policy_delay - (self._n_updates + step) % self.policy_delay
+            n_steps = min(steps_to_policy_update, gradient_steps - step)
+            block = slice(step * batch_size, (step + n_steps) * batch_size)
+            candidates = self._target_candidates(next_obs[block]).view(n_steps, batch_size, -1, actions.shape[-1])
+            selection_subsets = random_subsets(self.n_critics, self.critic_subset_size, n_steps, self.device)
+            value_subsets = random_subsets(self.n_critics, self.critic_subset_size, n_steps, self.device)
+
+            for j in range(n_steps):
+                batch = slice((step + j) * batch_size, (step + j + 1) * batch_size)
+                with th.no_grad():
+                    q_candidates = self.policy.score_candidates(next_obs[batch], candidates[j])
+                    target, best = td_target(
+                        q_candidates, rewards[batch], not_terminal[batch], self.gamma, selection_subsets[j], value_subsets[j]
+                    )
+                q_values = self._critic_step(obs[batch], actions[batch], target, metrics)
+                metrics["edit_win_rate"].append((best >= self.n_base_samples).float().mean())
+                metrics["q_ensemble_std"].append(q_values.detach().std(dim=0).mean())
+                metrics["q_mean"].append(q_values.detach().mean())
+
+            step += n_steps
+            if n_steps == steps_to_policy_update:
+                self._policy_step(obs[batch], actions[batch], metrics)
+
+        self._n_updates += gradient_steps
+        self._log_metrics(metrics)
+
+    def _target_candidates(self, next_obs: th.Tensor) -> th.Tensor:
+        """OTF candidates at s' with the *online* base weights, edits sampled, dropout off (ALGORITHM.md §3)."""
+        self.policy.set_training_mode(False)
+        with th.no_grad():
+            candidates = self.policy.propose_candidates(next_obs, self.base)
+        self.policy.set_training_mode(True)
+        return candidates
+
+    def _critic_step(self, obs: th.Tensor, actions: th.Tensor, target: th.Tensor, metrics: dict) -> th.Tensor:
+        """Regress every critic on the same target, one Adam step, then Polyak-update the target critics."""
+        q_values = self.critic(obs, actions)
+        critic_loss = ((q_values - target) ** 2).mean()
+        self.critic.optimizer.zero_grad(set_to_none=True)
+        critic_loss.backward()
+        self.critic.optimizer.step()
+        polyak_update(self.critic.parameters(), self.critic_target.parameters(), self.tau)
+        metrics["critic_loss"].append(critic_loss.detach())
+        return q_values
+
+    def _policy_step(self, obs: th.Tensor, actions: th.Tensor, metrics: dict) -> None:
+        """Base (DDPM on buffer actions + EMA), edit actor, then temperature: ALGORITHM.md §4.2-4.4."""
+        base_loss = self.base.loss(obs, actions)
+        self.base.optimizer.zero_grad(set_to_none=True)
+        base_loss.backward()
+        self.base.optimizer.step()
+        polyak_update(self.base.parameters(), self.base_ema.parameters(), self.base_ema_rate)
+
+        # The edit actor edits the buffer action of each state, not a fresh diffusion sample.
+        ent_coef = self.log_ent_coef.detach().exp() if self.log_ent_coef is not None else self.ent_coef_tensor
+        edits, log_prob = self.edit_actor(obs, actions)
+        self.critic.requires_grad_(False)  # the actor loss must not accumulate critic gradients
+        q_edited = self.critic(obs, actions + edits).mean(dim=0)
+        self.critic.requires_grad_(True)
+        actor_loss = (ent_coef * log_prob - q_edited).mean()
+        self.edit_actor.optimizer.zero_grad(set_to_none=True)
+        actor_loss.backward()
+        self.edit_actor.optimizer.step()
+
+        self._update_temperature(log_prob.detach())
+        self._n_policy_updates += 1
+        for name, value in [
+            ("base_loss", base_loss),
+            ("actor_loss", actor_loss),
+            ("edit_size", edits.abs().mean()),
+            ("entropy", -log_prob.mean()),
+        ]:
+            metrics.setdefault(name, []).append(value.detach())
+
+    def _update_temperature(self, log_prob: th.Tensor) -> None:
+        """
+        SAC's temperature step on log α, ``loss = log α · (H - H*)`` with ``H = -mean log π_E``, then
+        log α is clamped to a finite range: with an unreachable target α would otherwise grow until
+        it overflows to inf and the losses to NaN (ALGORITHM.md §7.1).
+        """
+        if self.ent_coef_optimizer is None or self.log_ent_coef is None:
+            return
+        entropy = -log_prob.mean()
+        ent_coef_loss = (self.log_ent_coef * (entropy - self.target_entropy)).sum()
+        self.ent_coef_optimizer.zero_grad(set_to_none=True)
+        ent_coef_loss.backward()
+        self.ent_coef_optimizer.step()
+        with th.no_grad():
+            self.log_ent_coef.clamp_(LOG_ENT_COEF_MIN, LOG_ENT_COEF_MAX)
+
+    def _update_learning_rates(self) -> None:
+        """SB3's schedule for every optimiser; the base and edit actor also decay with a cosine over policy updates."""
+        learning_rate = self.lr_schedule(self._current_progress_remaining)
+        policy_learning_rate = learning_rate * cosine_decay(self._n_policy_updates, self.policy_lr_decay_steps)
+        for optimizer in [self.critic.optimizer] + ([self.ent_coef_optimizer] if self.ent_coef_optimizer else []):
+            update_learning_rate(optimizer, learning_rate)
+        for optimizer in [self.base.optimizer, self.edit_actor.optimizer]:
+            update_learning_rate(optimizer, policy_learning_rate)
+        self.logger.record("train/learning_rate", learning_rate)
+        self.logger.record("train/policy_learning_rate", policy_learning_rate)
+
+    def _log_metrics(self, metrics: dict[str, list[th.Tensor]]) -> None:
+        """Read all metrics of the call with one device-to-host copy; stop with a clear error on NaN/inf."""
+        names = list(metrics)
+        values = th.stack([th.stack(metrics[name]).mean() for name in names]).cpu().tolist()
+        logged = dict(zip(names, values, strict=True))
+        for name in ("critic_loss", "base_loss", "actor_loss"):
+            if name in logged and not math.isfinite(logged[name]):
+                raise FloatingPointError(
+                    f"EXPO: train/{name} became {logged[name]} after {self._n_updates} critic updates. The usual causes "
+                    "are NaN/inf rewards or observations in the replay buffer, or unnormalised inputs of huge magnitude "
+                    "(try VecNormalize or a smaller learning_rate). The replay buffer is intact "
+                    "(save_replay_buffer still works); reload the last checkpoint to continue."
+                )
+        self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
+        for name, value in logged.items():
+            self.logger.record(f"train/{name}", value)
+        ent_coef = self.log_ent_coef.exp().item() if self.log_ent_coef is not None else self.ent_coef_tensor.item()
+        self.logger.record("train/ent_coef", ent_coef)
+
+    # --------------------------------------------------------------------------------- SB3 plumbing
+
+    def learn(
+        self: SelfEXPO,
+        total_timesteps: int,
+        callback: MaybeCallback = None,
+        log_interval: int = 4,
+        tb_log_name: str = "EXPO",
+        reset_num_timesteps: bool = True,
+        progress_bar: bool = False,
+    ) -> SelfEXPO:
+        return super().learn(
+            total_timesteps=total_timesteps,
+            callback=callback,
+            log_interval=log_interval,
+            tb_log_name=tb_log_name,
+            reset_num_timesteps=reset_num_timesteps,
+            progress_bar=progress_bar,
+        )
+
+    def _excluded_save_params(self) -> list[str]:
+        return [*super()._excluded_save_params(), "base", "base_ema", "edit_actor", "critic", "critic_target"]
+
+    def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
+        state_dicts = ["policy", "base.optimizer", "edit_actor.optimizer", "critic.optimizer"]
+        if self.ent_coef_optimizer is not None:
+            return [*state_dicts, "ent_coef_optimizer"], ["log_ent_coef"]
+        return state_dicts, ["ent_coef_tensor"]

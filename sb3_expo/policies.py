@@ -1,0 +1,320 @@
+"""EXPO's policy: diffusion base + edit actor + critic ensemble, and the on-the-fly (OTF) action.
+
+The action EXPO executes is not the output of one network. For each state it draws ``N`` actions
+from the diffusion base policy, edits the first ``K`` of them with the edit actor, and executes the
+candidate with the highest Q-value (ALGORITHM.md §3). :class:`ExpoPolicy` holds every network that
+takes part and implements that selection; the training losses live in :class:`sb3_expo.EXPO`.
+"""
+
+import copy
+import math
+from typing import Any
+
+import torch as th
+from gymnasium import spaces
+from stable_baselines3.common.policies import BasePolicy
+from stable_baselines3.common.torch_layers import (
+    BaseFeaturesExtractor,
+    CombinedExtractor,
+    FlattenExtractor,
+    get_actor_critic_arch,
+)
+from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
+from torch import nn
+from torch.nn import functional as F
+
+from sb3_expo.critics import CriticEnsemble, random_subsets, subset_min
+from sb3_expo.diffusion import DiffusionPolicy
+
+# Same bounds as SB3's SAC actor.
+LOG_STD_MIN, LOG_STD_MAX = -20, 2
+
+
+def squashed_gaussian_log_prob(gaussian_sample: th.Tensor, mean: th.Tensor, log_std: th.Tensor) -> th.Tensor:
+    """
+    Log-density of ``tanh(z)``, ``z ~ N(mean, exp(log_std)²)``, summed over the last dimension.
+
+    Uses the exact identity ``log(1 - tanh(z)²) = 2 (log 2 - z - softplus(-2z))`` instead of SB3's
+    ``log(1 - tanh(z)² + 1e-6)``: edits are scaled by a small β, so a biased log-density would shift
+    the entropy the temperature is tuned against.
+    """
+    gaussian_log_prob = -0.5 * ((gaussian_sample - mean) / log_std.exp()) ** 2 - log_std - 0.5 * math.log(2 * math.pi)
+    log_det_tanh = 2 * (math.log(2) - gaussian_sample - F.softplus(-2 * gaussian_sample))
+    return (gaussian_log_prob - log_det_tanh).sum(dim=-1)
+
+
+class EditActor(nn.Module):
+    """
+    π_E(u | s, a): a tanh-Gaussian that proposes a bounded edit ``β·u``, ``u ∈ (-1, 1)^d``, of a base action.
+
+    The log-probability returned is that of the edit ``β·u`` (not of ``u``): ``log π(u) - d·log β``,
+    so the entropy the temperature controls is the entropy of what is actually added to the action.
+
+    :param obs_dim: size of the observation features
+    :param action_dim: size of the action
+    :param net_arch: hidden layer sizes
+    :param edit_scale: β, the largest change the edit can make to each action coordinate
+    :param dropout: dropout rate after each hidden linear layer (the paper uses 0.1 on Adroit)
+    :param activation_fn: activation function
+    """
+
+    def __init__(
+        self,
+        obs_dim: int,
+        action_dim: int,
+        net_arch: list[int],
+        edit_scale: float,
+        dropout: float = 0.0,
+        activation_fn: type[nn.Module] = nn.ReLU,
+    ):
+        super().__init__()
+        self.edit_scale = edit_scale
+        layers: list[nn.Module] = []
+        in_features = obs_dim + action_dim
+        for width in net_arch:
+            layers += [nn.Linear(in_features, width), nn.Dropout(dropout), activation_fn()]
+            in_features = width
+        self.latent = nn.Sequential(*layers)
+        self.mu = nn.Linear(in_features, action_dim)
+        self.log_std = nn.Linear(in_features, action_dim)
+        self.log_edit_scale = action_dim * math.log(edit_scale)
+
+    def forward(self, obs: th.Tensor, actions: th.Tensor, deterministic: bool = False) -> tuple[th.Tensor, th.Tensor]:
+        """
+        :param obs: observation features ``(B, obs_dim)``
+        :param actions: base actions to edit ``(B, action_dim)``
+        :param deterministic: use the mode ``tanh(μ)`` instead of a (reparameterised) sample
+        :return: the edit ``β·u`` ``(B, action_dim)`` and its log-probability ``(B,)``
+        """
+        latent = self.latent(th.cat([obs, actions], dim=-1))
+        mean = self.mu(latent)
+        log_std = self.log_std(latent).clamp(LOG_STD_MIN, LOG_STD_MAX)
+        gaussian_sample = mean if deterministic else mean + log_std.exp() * th.randn_like(mean)
+        log_prob = squashed_gaussian_log_prob(gaussian_sample, mean, log_std) - self.log_edit_scale
+        return self.edit_scale * th.tanh(gaussian_sample), log_prob
+
+
+class ExpoPolicy(BasePolicy):
+    """
+    Policy class for EXPO: the networks of ALGORITHM.md §1 and the on-the-fly action of §3.
+
+    - ``base``: the diffusion policy π_B, trained by imitation; ``base_ema``: its Polyak average, used for acting.
+    - ``edit_actor``: π_E, trained to maximise Q.
+    - ``critic`` / ``critic_target``: the LayerNorm Q-ensemble and its Polyak target (used to score candidates).
+
+    Observations go through one parameter-free features extractor (``FlattenExtractor`` for Box,
+    ``CombinedExtractor`` for Dict observations of vectors) shared by all networks. Learned
+    extractors (CNNs) are not supported: the base, the edit actor and the critic would each need their
+    own, trained by different losses.
+
+    :param observation_space: Observation space
+    :param action_space: Action space (Box with finite bounds)
+    :param lr_schedule: Learning rate schedule (initial value used to build the optimisers)
+    :param net_arch: hidden layers of the critic and the edit actor: a list (both) or ``dict(pi=..., qf=...)``
+    :param activation_fn: activation of the critic and the edit actor
+    :param n_critics: ensemble size E
+    :param critic_subset_size: size of the random subset of target critics whose minimum scores candidates
+    :param n_base_samples: N, base-policy samples per state
+    :param n_edit_samples: K ≤ N, how many of the base samples are also edited
+    :param edit_scale: β, the edit actor changes each action coordinate by at most β (actions in [-1, 1])
+    :param diffusion_steps: T, denoising steps of the base policy
+    :param denoiser_width: hidden width of the denoiser (the paper: 256)
+    :param denoiser_blocks: residual blocks of the denoiser (the paper: 3)
+    :param denoiser_dropout: dropout in the denoiser's residual blocks
+    :param edit_dropout: dropout in the edit actor's hidden layers
+    :param features_extractor_class: parameter-free features extractor
+    :param features_extractor_kwargs: its keyword arguments
+    :param normalize_images: kept for SB3 compatibility
+    :param optimizer_class: optimiser of the critic and the edit actor
+    :param optimizer_kwargs: its keyword arguments (excluding the learning rate)
+    :param base_optimizer_class: optimiser of the diffusion base policy
+    :param base_optimizer_kwargs: its keyword arguments; default ``{"weight_decay": 1e-4}`` as in the paper
+    """
+
+    def __init__(
+        self,
+        observation_space: spaces.Space,
+        action_space: spaces.Box,
+        lr_schedule: Schedule,
+        net_arch: list[int] | dict[str, list[int]] | None = None,
+        activation_fn: type[nn.Module] = nn.ReLU,
+        n_critics: int = 10,
+        critic_subset_size: int = 2,
+        n_base_samples: int = 8,
+        n_edit_samples: int = 8,
+        edit_scale: float = 0.7,
+        diffusion_steps: int = 10,
+        denoiser_width: int = 256,
+        denoiser_blocks: int = 3,
+        denoiser_dropout: float = 0.0,
+        edit_dropout: float = 0.0,
+        features_extractor_class: type[BaseFeaturesExtractor] = FlattenExtractor,
+        features_extractor_kwargs: dict[str, Any] | None = None,
+        normalize_images: bool = True,
+        optimizer_class: type[th.optim.Optimizer] = th.optim.Adam,
+        optimizer_kwargs: dict[str, Any] | None = None,
+        base_optimizer_class: type[th.optim.Optimizer] = th.optim.AdamW,
+        base_optimizer_kwargs: dict[str, Any] | None = None,
+    ):
+        super().__init__(
+            observation_space,
+            action_space,
+            features_extractor_class,
+            features_extractor_kwargs,
+            optimizer_class=optimizer_class,
+            optimizer_kwargs=optimizer_kwargs,
+            squash_output=True,
+            normalize_images=normalize_images,
+        )
+        if not 1 <= critic_subset_size <= n_critics:
+            raise ValueError(f"critic_subset_size must be in [1, n_critics={n_critics}], got {critic_subset_size}")
+        if not 0 <= n_edit_samples <= n_base_samples or n_base_samples < 1:
+            raise ValueError(
+                f"Need 0 <= n_edit_samples <= n_base_samples and n_base_samples >= 1 (the edit actor edits the first K of "
+                f"the N base samples), got n_base_samples={n_base_samples}, n_edit_samples={n_edit_samples}"
+            )
+        if not (math.isfinite(edit_scale) and edit_scale > 0):
+            raise ValueError(f"edit_scale (β) must be a finite number > 0, got {edit_scale}")
+
+        self.net_arch = [256, 256, 256] if net_arch is None else net_arch
+        self.activation_fn = activation_fn
+        self.n_critics = n_critics
+        self.critic_subset_size = critic_subset_size
+        self.n_base_samples = n_base_samples
+        self.n_edit_samples = n_edit_samples
+        self.edit_scale = edit_scale
+        self.diffusion_steps = diffusion_steps
+        self.denoiser_width = denoiser_width
+        self.denoiser_blocks = denoiser_blocks
+        self.denoiser_dropout = denoiser_dropout
+        self.edit_dropout = edit_dropout
+        self.base_optimizer_class = base_optimizer_class
+        self.base_optimizer_kwargs = {"weight_decay": 1e-4} if base_optimizer_kwargs is None else base_optimizer_kwargs
+        self._build(lr_schedule)
+
+    def _build(self, lr_schedule: Schedule) -> None:
+        self.features_extractor = self.make_features_extractor()
+        if any(True for _ in self.features_extractor.parameters()):
+            raise ValueError(
+                f"EXPO supports only parameter-free features extractors (FlattenExtractor, CombinedExtractor on vector "
+                f"observations); {type(self.features_extractor).__name__} has trainable parameters (image observations?)."
+            )
+        obs_dim = self.features_extractor.features_dim
+        action_dim = int(math.prod(self.action_space.shape))
+        actor_arch, critic_arch = get_actor_critic_arch(self.net_arch)
+
+        self.base = DiffusionPolicy(
+            obs_dim, action_dim, self.diffusion_steps, self.denoiser_width, self.denoiser_blocks, self.denoiser_dropout
+        )
+        self.base_ema = copy.deepcopy(self.base).requires_grad_(False)
+        self.edit_actor = EditActor(obs_dim, action_dim, actor_arch, self.edit_scale, self.edit_dropout, self.activation_fn)
+        self.critic = CriticEnsemble(obs_dim, action_dim, critic_arch, self.n_critics, self.activation_fn)
+        self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
+
+        lr = lr_schedule(1)  # type: ignore[call-arg]
+        self.base.optimizer = self.base_optimizer_class(self.base.parameters(), lr=lr, **self.base_optimizer_kwargs)
+        self.edit_actor.optimizer = self.optimizer_class(self.edit_actor.parameters(), lr=lr, **self.optimizer_kwargs)
+        self.critic.optimizer = self.optimizer_class(self.critic.parameters(), lr=lr, **self.optimizer_kwargs)
+        # The averaged copies are never trained: keep them in eval mode.
+        self.base_ema.eval()
+        self.critic_target.eval()
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        data = super()._get_constructor_parameters()
+        data.update(
+            net_arch=self.net_arch,
+            activation_fn=self.activation_fn,
+            n_critics=self.n_critics,
+            critic_subset_size=self.critic_subset_size,
+            n_base_samples=self.n_base_samples,
+            n_edit_samples=self.n_edit_samples,
+            edit_scale=self.edit_scale,
+            diffusion_steps=self.diffusion_steps,
+            denoiser_width=self.denoiser_width,
+            denoiser_blocks=self.denoiser_blocks,
+            denoiser_dropout=self.denoiser_dropout,
+            edit_dropout=self.edit_dropout,
+            lr_schedule=self._dummy_schedule,
+            optimizer_class=self.optimizer_class,
+            optimizer_kwargs=self.optimizer_kwargs,
+            base_optimizer_class=self.base_optimizer_class,
+            base_optimizer_kwargs=self.base_optimizer_kwargs,
+            features_extractor_class=self.features_extractor_class,
+            features_extractor_kwargs=self.features_extractor_kwargs,
+        )
+        return data
+
+    # ---------------------------------------------------------------- on-the-fly action (ALGORITHM.md §3)
+
+    def propose_candidates(self, obs_features: th.Tensor, base: DiffusionPolicy, deterministic: bool = False) -> th.Tensor:
+        """
+        The OTF candidate set: ``N`` base samples per state, then the first ``K`` of them edited,
+        ``clip(a + β·u, -1, 1)``.
+
+        :param obs_features: ``(B, obs_dim)``
+        :param base: which base weights sample: ``base_ema`` to act, ``base`` for TD targets
+        :param deterministic: edits use the mode ``tanh(μ)``; base samples stay random draws
+        :return: candidates ``(B, N + K, action_dim)``
+        """
+        batch_size, n, k = obs_features.shape[0], self.n_base_samples, self.n_edit_samples
+        base_actions = base.sample(obs_features.repeat_interleave(n, dim=0)).view(batch_size, n, -1)
+        to_edit = base_actions[:, :k].reshape(batch_size * k, -1)
+        edits, _ = self.edit_actor(obs_features.repeat_interleave(k, dim=0), to_edit, deterministic)
+        edited = (to_edit + edits).clamp(-1.0, 1.0).view(batch_size, k, -1)
+        return th.cat([base_actions, edited], dim=1)
+
+    def score_candidates(self, obs_features: th.Tensor, candidates: th.Tensor) -> th.Tensor:
+        """
+        Q-values of every target critic for every candidate.
+
+        :param obs_features: ``(B, obs_dim)``
+        :param candidates: ``(B, C, action_dim)``
+        :return: ``(E, B, C)``
+        """
+        return self.critic_target(obs_features.unsqueeze(1).expand(-1, candidates.shape[1], -1), candidates)
+
+    def _predict(self, observation: PyTorchObs, deterministic: bool = False) -> th.Tensor:
+        """
+        The OTF action with the EMA base weights: the candidate that maximises the minimum of a random
+        subset of ``critic_subset_size`` target critics.
+
+        With ``deterministic=True`` the edits use their mode and candidates are ranked by the mean of
+        all target critics. The base samples are still random draws: a diffusion policy has no mode,
+        so repeated deterministic calls on the same observation can return different actions.
+        """
+        obs_features = self.extract_features(observation, self.features_extractor)
+        candidates = self.propose_candidates(obs_features, self.base_ema, deterministic)
+        q_values = self.score_candidates(obs_features, candidates)
+        if deterministic:
+            scores = q_values.mean(dim=0)
+        else:
+            scores = subset_min(q_values, random_subsets(self.n_critics, self.critic_subset_size, 1, q_values.device)[0])
+        best = scores.argmax(dim=1)
+        return candidates[th.arange(candidates.shape[0], device=best.device), best]
+
+    def forward(self, obs: PyTorchObs, deterministic: bool = False) -> th.Tensor:
+        return self._predict(obs, deterministic=deterministic)
+
+    def set_training_mode(self, mode: bool) -> None:
+        """Dropout on or off in the trained networks; the EMA base and the target critics stay in eval mode."""
+        self.base.train(mode)
+        self.edit_actor.train(mode)
+        self.critic.train(mode)
+        self.training = mode
+
+
+MlpPolicy = ExpoPolicy
+
+
+class MultiInputPolicy(ExpoPolicy):
+    """:class:`ExpoPolicy` for Dict observations (e.g. goal-conditioned tasks); see its parameters."""
+
+    def __init__(
+        self,
+        observation_space: spaces.Space,
+        action_space: spaces.Box,
+        lr_schedule: Schedule,
+        features_extractor_class: type[BaseFeaturesExtractor] = CombinedExtractor,
+        **kwargs: Any,
+    ):
+        super().__init__(observation_space, action_space, lr_schedule, features_extractor_class=features_extractor_class, **kwargs)
