@@ -59,10 +59,12 @@ def main() -> None:
     print(f"EXPO on Pendulum-v1, edit_scale={args.edit_scale}, config={SMALL_CONFIG}")
     results = [run_seed(seed, args.edit_scale, args.steps, args.eval_every, args.eval_episodes) for seed in args.seeds]
 
-    print(f"\n| steps | {' | '.join(f'seed {r['seed']}' for r in results)} |")
+    seed_columns = " | ".join(f"seed {r['seed']}" for r in results)
+    print(f"\n| steps | {seed_columns} |")
     print(f"|---|{'---|' * len(results)}")
     for i, (steps, _) in enumerate(results[0]["curve"]):
-        print(f"| {steps} | {' | '.join(f'{r['curve'][i][1]:.0f}' for r in results)} |")
+        row = " | ".join(f"{r['curve'][i][1]:.0f}" for r in results)
+        print(f"| {steps} | {row} |")
     for r in results:
         returns = np.array([ret for _, ret in r["curve"]])
         reached = [steps for steps, ret in r["curve"] if ret > args.threshold]

@@ -237,17 +237,12 @@ class EXPO(OffPolicyAlgorithm):
             self.ent_coef_tensor = th.tensor(float(self.ent_coef), device=self.device)
 
     def _check_arguments(self) -> None:
-        assert isinstance(self.action_space, spaces.Box)
-        if not (np.all(np.isfinite(self.action_space.low)) and np.all(np.isfinite(self.action_space.high))):
-            raise ValueError(
-                f"EXPO needs finite action bounds (its policies act in [-1, 1], rescaled to the bounds); got "
-                f"low={self.action_space.low}, high={self.action_space.high}. Clip the action space with a wrapper."
-            )
         if self.policy_delay < 1:
             raise ValueError(f"policy_delay must be >= 1, got {self.policy_delay}")
         if not 0 < self.base_ema_rate <= 1:
             raise ValueError(f"base_ema_rate must be in (0, 1], got {self.base_ema_rate}")
-        # n_critics, critic_subset_size, n_base_samples, n_edit_samples and edit_scale are checked by ExpoPolicy.
+        # SB3 checks that actions are a Box with finite bounds; ExpoPolicy checks n_critics, critic_subset_size,
+        # n_base_samples, n_edit_samples and edit_scale.
 
     def _create_aliases(self) -> None:
         self.base = self.policy.base

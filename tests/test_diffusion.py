@@ -1,0 +1,81 @@
+"""The diffusion base policy against ALGORITHM.md §2."""
+
+import numpy as np
+import pytest
+import torch as th
+
+from sb3_expo.diffusion import DiffusionPolicy, vp_beta_schedule
+
+ALPHA_BARS_T10 = [0.9422, 0.8041, 0.6216, 0.4352, 0.2760, 0.1585, 0.0825, 0.0389, 0.0166, 0.0064]
+
+
+def test_vp_schedule_matches_reference_values():
+    betas = vp_beta_schedule(10)
+    alpha_bars = th.cumprod(1 - betas, dim=0)
+    np.testing.assert_allclose(alpha_bars.numpy(), ALPHA_BARS_T10, atol=6e-5)
+    assert betas.dtype == th.float32
+    assert th.all(betas[1:] > betas[:-1])  # noise grows with t
+
+
+def test_policy_registers_schedule_as_buffers():
+    policy = DiffusionPolicy(obs_dim=3, action_dim=2, n_steps=10, width=8, n_blocks=1)
+    np.testing.assert_allclose(policy.alpha_bars.numpy(), ALPHA_BARS_T10, atol=6e-5)
+    assert {"betas", "alphas", "alpha_bars"} <= set(policy.state_dict())
+
+
+def test_sampler_stays_in_action_bounds():
+    th.manual_seed(0)
+    policy = DiffusionPolicy(obs_dim=3, action_dim=4, n_steps=10, width=16, n_blocks=2)
+    # Large output weights make raw denoising steps leave [-1, 1] unless every step is clipped.
+    with th.no_grad():
+        policy.denoiser.output_layer[1].weight.mul_(50.0)
+    actions = policy.sample(th.randn(512, 3))
+    assert actions.shape == (512, 4)
+    assert actions.abs().max() <= 1.0
+    assert (actions.abs() == 1.0).any()  # the clip was actually needed
+
+
+def test_hoisted_time_embedding_equals_per_row_embedding():
+    th.manual_seed(0)
+    policy = DiffusionPolicy(obs_dim=3, action_dim=2, n_steps=10, width=16, n_blocks=1)
+    obs, x = th.randn(5, 3), th.randn(5, 2)
+    t = th.full((5,), 7)
+    per_row = policy.denoiser(obs, x, t)
+    hoisted = policy.denoiser(obs, x, policy.denoiser.embed_time(th.tensor([7])))
+    th.testing.assert_close(per_row, hoisted)
+
+
+def test_ddpm_fits_and_reproduces_a_bimodal_action_set():
+    """The point of an expressive base policy: a unimodal Gaussian would average the two modes."""
+    th.manual_seed(0)
+    policy = DiffusionPolicy(obs_dim=1, action_dim=1, n_steps=10, width=64, n_blocks=2)
+    optimizer = th.optim.Adam(policy.parameters(), lr=3e-3)
+    obs = th.zeros(256, 1)
+    modes = th.tensor([-0.7, 0.7])
+
+    def batch():
+        return modes[th.randint(0, 2, (256,))].unsqueeze(1) + 0.02 * th.randn(256, 1)
+
+    with th.no_grad():
+        initial_loss = np.mean([policy.loss(obs, batch()).item() for _ in range(20)])
+    for _ in range(1500):
+        loss = policy.loss(obs, batch())
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    with th.no_grad():
+        final_loss = np.mean([policy.loss(obs, batch()).item() for _ in range(20)])
+        samples = policy.sample(th.zeros(2000, 1)).squeeze(1)
+    assert final_loss < 0.5 * initial_loss
+    near_low = ((samples + 0.7).abs() < 0.15).float().mean().item()
+    near_high = ((samples - 0.7).abs() < 0.15).float().mean().item()
+    assert near_low > 0.3 and near_high > 0.3, (near_low, near_high)
+    assert near_low + near_high > 0.85  # little mass between the modes
+    assert (samples.abs() < 0.3).float().mean().item() < 0.05
+
+
+@pytest.mark.parametrize("n_steps", [1, 5])
+def test_other_step_counts(n_steps):
+    policy = DiffusionPolicy(obs_dim=2, action_dim=3, n_steps=n_steps, width=8, n_blocks=1)
+    assert policy.sample(th.randn(4, 2)).shape == (4, 3)
+    assert policy.loss(th.randn(4, 2), th.rand(4, 3) * 2 - 1).ndim == 0
