@@ -44,7 +44,9 @@ def test_edit_log_prob_matches_a_histogram_of_edits(edit_scale):
     # The log-prob the actor reports for its own samples is the same density.
     order = np.argsort(edits)
     reported = np.exp(log_prob.numpy()[order])
-    np.testing.assert_allclose(np.interp(centres.numpy(), edits[order], reported)[populated], analytic_density[populated], rtol=0.02)
+    np.testing.assert_allclose(
+        np.interp(centres.numpy(), edits[order], reported)[populated], analytic_density[populated], rtol=0.02
+    )
 
 
 def test_edit_log_prob_integrates_to_one_and_scales_with_dimension():
