@@ -15,6 +15,7 @@ import gymnasium as gym
 import numpy as np
 import torch as th
 from stable_baselines3.common.evaluation import evaluate_policy
+from stable_baselines3.common.monitor import Monitor
 
 from sb3_expo import EXPO
 
@@ -32,7 +33,7 @@ SMALL_CONFIG = dict(
 
 
 def run_seed(seed: int, edit_scale: float, total_steps: int, eval_every: int, eval_episodes: int) -> dict:
-    env, eval_env = gym.make("Pendulum-v1"), gym.make("Pendulum-v1")
+    env, eval_env = gym.make("Pendulum-v1"), Monitor(gym.make("Pendulum-v1"))
     eval_env.reset(seed=10_000 + seed)
     model = EXPO("MlpPolicy", env, edit_scale=edit_scale, seed=seed, **SMALL_CONFIG)
     curve = []
