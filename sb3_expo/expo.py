@@ -378,8 +378,9 @@ class EXPO(OffPolicyAlgorithm):
 
     def _log_metrics(self, metrics: dict[str, list[th.Tensor]]) -> None:
         """Read all metrics of the call with one device-to-host copy; stop with a clear error on NaN/inf."""
-        names = list(metrics)
-        values = th.stack([th.stack(metrics[name]).mean() for name in names]).cpu().tolist()
+        ent_coef = self.log_ent_coef.detach().exp() if self.log_ent_coef is not None else self.ent_coef_tensor
+        names = [*metrics, "ent_coef"]
+        values = th.stack([*(th.stack(metrics[name]).mean() for name in metrics), ent_coef.reshape(())]).cpu().tolist()
         logged = dict(zip(names, values, strict=True))
         for name in ("critic_loss", "base_loss", "actor_loss"):
             if name in logged and not math.isfinite(logged[name]):
@@ -392,8 +393,6 @@ class EXPO(OffPolicyAlgorithm):
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
         for name, value in logged.items():
             self.logger.record(f"train/{name}", value)
-        ent_coef = self.log_ent_coef.exp().item() if self.log_ent_coef is not None else self.ent_coef_tensor.item()
-        self.logger.record("train/ent_coef", ent_coef)
 
     # --------------------------------------------------------------------------------- SB3 plumbing
 

@@ -195,3 +195,32 @@ def test_learn_on_cuda(tiny_kwargs):
     model = EXPO("MlpPolicy", "Pendulum-v1", **{**tiny_kwargs, "device": "cuda"})
     model.learn(100)
     assert model.log_ent_coef.device.type == "cuda"
+
+
+class ShiftedBoundsPendulum(gym.ActionWrapper):
+    """Pendulum with asymmetric action bounds [0, 4] mapped to its torque [-2, 2]."""
+
+    def __init__(self):
+        super().__init__(gym.make("Pendulum-v1"))
+        self.action_space = gym.spaces.Box(0.0, 4.0, (1,), np.float32)
+
+    def action(self, action):
+        return action - 2.0
+
+
+def test_policy_smoke_on_asymmetric_bounds(tiny_kwargs):
+    """check_env-style: the env is valid, and a trained policy's actions always lie in its (asymmetric) bounds."""
+    from stable_baselines3.common.env_checker import check_env
+
+    env = ShiftedBoundsPendulum()
+    check_env(env, warn=False)
+    model = EXPO("MlpPolicy", env, **tiny_kwargs)
+    model.learn(120)
+    stored = model.replay_buffer.actions[: model.replay_buffer.size()]
+    assert np.all(np.abs(stored) <= 1.0)  # the buffer holds actions scaled to [-1, 1]
+    obs, _ = env.reset(seed=0)
+    for deterministic in (False, True):
+        for _ in range(50):
+            action, _ = model.predict(obs, deterministic=deterministic)
+            assert env.action_space.contains(action), action
+            obs, *_ = env.step(action)
