@@ -1,0 +1,108 @@
+"""Offline transitions from a Minari dataset (https://minari.farama.org), by id or as a loaded dataset."""
+
+from typing import Any
+
+import numpy as np
+from gymnasium import spaces
+
+from sb3_expo.data.transitions import Observations, OfflineTransitions, import_offline_dependency
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """An offline dataset is not available locally (and downloading it was not requested)."""
+
+
+def _missing_dataset_message(dataset_id: str, datasets_path: str) -> str:
+    return (
+        f"Minari dataset '{dataset_id}' is not available locally (looked in {datasets_path}). Fetch it once with\n"
+        f"    minari download {dataset_id}\n"
+        f"or pass download=True. Minari keeps datasets under $MINARI_DATASETS_PATH (default ~/.minari/datasets): "
+        f"set that environment variable if the dataset lives elsewhere."
+    )
+
+
+def _load_dataset(minari: Any, dataset_id: str, download: bool) -> Any:
+    from minari.storage.datasets_root_dir import get_dataset_path
+
+    try:
+        return minari.load_dataset(dataset_id)
+    except FileNotFoundError as error:
+        if not download:
+            raise DatasetNotFoundError(_missing_dataset_message(dataset_id, str(get_dataset_path()))) from error
+    minari.download_dataset(dataset_id)
+    return minari.load_dataset(dataset_id)
+
+
+def _check_spaces(observation_space: spaces.Space, action_space: spaces.Space, dataset_id: str) -> None:
+    if not isinstance(action_space, spaces.Box):
+        raise ValueError(f"Minari dataset '{dataset_id}': offline data needs a Box action space, got {action_space}")
+    flat_spaces = observation_space.spaces.values() if isinstance(observation_space, spaces.Dict) else [observation_space]
+    if not all(isinstance(space, spaces.Box) for space in flat_spaces):
+        raise ValueError(
+            f"Minari dataset '{dataset_id}': observations must be a Box or a Dict of Box spaces (as SB3's "
+            f"MultiInputPolicy), got {observation_space}"
+        )
+
+
+def _split(observations: Any, n_steps: int) -> tuple[Observations, Observations]:
+    """Split an episode's ``T + 1`` observations into ``obs[:T]`` and ``obs[1:]``, per key for dicts."""
+    if isinstance(observations, dict):
+        pairs = {key: _split(value, n_steps) for key, value in observations.items()}
+        return {key: pair[0] for key, pair in pairs.items()}, {key: pair[1] for key, pair in pairs.items()}
+    observations = np.asarray(observations)
+    if len(observations) != n_steps + 1:
+        raise ValueError(f"An episode with {n_steps} steps has {len(observations)} observations instead of {n_steps + 1}")
+    return observations[:-1], observations[1:]
+
+
+def _concatenate(chunks: list[Observations]) -> Observations:
+    if isinstance(chunks[0], dict):
+        return {key: np.concatenate([chunk[key] for chunk in chunks]) for key in chunks[0]}  # type: ignore[index]
+    return np.concatenate(chunks)  # type: ignore[arg-type]
+
+
+def load_minari(dataset_id_or_dataset: Any, download: bool = False) -> OfflineTransitions:
+    """
+    Load every episode of a Minari dataset as offline transitions.
+
+    An episode with ``T`` steps stores ``T + 1`` observations (the last one after the final step, also
+    on truncation), so it gives exactly ``T`` transitions ``(obs[t], act[t], rew[t], obs[t + 1],
+    terminations[t])``, and no transition ever pairs one episode's last observation with the next
+    episode's first. Truncations are not terminals (bootstrapping continues through them).
+
+    :param dataset_id_or_dataset: a dataset id such as ``"D4RL/antmaze/large-diverse-v1"``, looked up
+        under ``$MINARI_DATASETS_PATH`` (default ``~/.minari/datasets``), or a loaded ``minari.MinariDataset``
+        (e.g. after ``filter_episodes``)
+    :param download: download the dataset if it is not available locally (needs network access)
+    :return: the transitions; observations are a dict of arrays for a Dict observation space
+    :raises DatasetNotFoundError: the dataset is not available locally and ``download`` is False
+        (the message gives the ``minari download`` command)
+    :raises ImportError: Minari is not installed
+    """
+    minari = import_offline_dependency("minari")
+    if isinstance(dataset_id_or_dataset, str):
+        dataset = _load_dataset(minari, dataset_id_or_dataset, download)
+    else:
+        dataset = dataset_id_or_dataset
+    _check_spaces(dataset.observation_space, dataset.action_space, dataset.id)
+
+    observations, next_observations, actions, rewards, terminals = [], [], [], [], []
+    for episode in dataset.iterate_episodes():
+        n_steps = len(episode.rewards)
+        if n_steps == 0:
+            continue
+        obs, next_obs = _split(episode.observations, n_steps)
+        observations.append(obs)
+        next_observations.append(next_obs)
+        actions.append(np.asarray(episode.actions).reshape(n_steps, -1))
+        rewards.append(np.asarray(episode.rewards).reshape(n_steps))
+        terminals.append(np.asarray(episode.terminations).reshape(n_steps))
+    if not rewards:
+        raise ValueError(f"Minari dataset '{dataset.id}' has no transitions")
+    return OfflineTransitions(
+        observations=_concatenate(observations),
+        actions=np.concatenate(actions),
+        rewards=np.concatenate(rewards),
+        next_observations=_concatenate(next_observations),
+        terminals=np.concatenate(terminals),
+    )

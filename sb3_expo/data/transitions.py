@@ -1,0 +1,222 @@
+"""One in-memory set of offline transitions, the checks it must pass before training, and reward transforms."""
+
+import dataclasses
+import importlib
+from types import ModuleType
+from typing import TypeVar
+
+import numpy as np
+from gymnasium import spaces
+
+# An observation array (n, ...) for Box spaces, or one array per key for Dict spaces.
+Observations = np.ndarray | dict[str, np.ndarray]
+ArrayLike = TypeVar("ArrayLike")
+
+# Actions may exceed the bounds by this much (float32 round-off of data stored in other units).
+ACTION_BOUND_TOLERANCE = 1e-4
+
+
+def import_offline_dependency(name: str) -> ModuleType:
+    """
+    Import a package of the ``offline`` extra, or explain how to install it. The loaders import their
+    dependencies only when called, so ``import sb3_expo`` works without them.
+
+    :param name: module to import (``minari``, ``h5py``)
+    :return: the module
+    """
+    try:
+        return importlib.import_module(name)
+    except ImportError as error:
+        raise ImportError(
+            f"Loading offline data needs the '{name}' package, which is not installed. "
+            f'Install the offline extra: pip install "sb3_expo[offline]"'
+        ) from error
+
+
+def _as_float32(observations: Observations) -> Observations:
+    if isinstance(observations, dict):
+        return {key: np.asarray(value, dtype=np.float32) for key, value in observations.items()}
+    return np.asarray(observations, dtype=np.float32)
+
+
+def _leading_lengths(field: str, value: Observations) -> dict[str, int]:
+    if isinstance(value, dict):
+        return {f"{field}[{key!r}]": len(array) for key, array in value.items()}
+    return {field: len(value)}
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class OfflineTransitions:
+    """
+    Offline transitions ``(s, a, r, s', terminal)`` as float32 arrays with one row per transition.
+
+    Rows are independent: each carries its own next observation, so no row depends on its neighbour
+    and episode boundaries need no further bookkeeping. Arrays are converted to float32 on creation.
+
+    :param observations: ``(n, *obs_shape)``, or a dict of such arrays for a Dict observation space
+    :param actions: ``(n, action_dim)``, in the environment's action units (see :func:`scale_actions`)
+    :param rewards: ``(n,)``, as stored in the dataset (see :class:`RewardTransform`)
+    :param next_observations: same layout as ``observations``
+    :param terminals: ``(n,)``, 1.0 only where the episode truly terminated after this step. A time
+        limit or truncation is *not* a terminal: the TD target keeps bootstrapping through it.
+    """
+
+    observations: Observations
+    actions: np.ndarray
+    rewards: np.ndarray
+    next_observations: Observations
+    terminals: np.ndarray
+
+    def __post_init__(self) -> None:
+        for field in ("observations", "next_observations"):
+            object.__setattr__(self, field, _as_float32(getattr(self, field)))
+        for field in ("actions", "rewards", "terminals"):
+            object.__setattr__(self, field, np.asarray(getattr(self, field), dtype=np.float32))
+        self._check_layout()
+
+    def _check_layout(self) -> None:
+        if isinstance(self.observations, dict) != isinstance(self.next_observations, dict):
+            raise ValueError("observations and next_observations must both be arrays or both be dicts")
+        if isinstance(self.observations, dict) and set(self.observations) != set(self.next_observations):
+            raise ValueError(
+                f"observations and next_observations have different keys: "
+                f"{sorted(self.observations)} != {sorted(self.next_observations)}"
+            )
+        if self.actions.ndim != 2 or self.rewards.ndim != 1 or self.terminals.ndim != 1:
+            raise ValueError(
+                f"actions must be (n, d), rewards and terminals (n,); got shapes {self.actions.shape}, "
+                f"{self.rewards.shape} and {self.terminals.shape}"
+            )
+        lengths = {
+            **_leading_lengths("observations", self.observations),
+            **_leading_lengths("next_observations", self.next_observations),
+            "actions": len(self.actions),
+            "rewards": len(self.rewards),
+            "terminals": len(self.terminals),
+        }
+        if len(set(lengths.values())) > 1:
+            raise ValueError(f"Offline transitions have inconsistent lengths: {lengths}")
+
+    def __len__(self) -> int:
+        return len(self.rewards)
+
+
+def _fields(transitions: OfflineTransitions) -> dict[str, np.ndarray]:
+    """Every array of the transitions by a readable name (dict observations as ``observations['key']``)."""
+    arrays: dict[str, np.ndarray] = {}
+    for field in ("observations", "next_observations"):
+        value = getattr(transitions, field)
+        if isinstance(value, dict):
+            arrays.update({f"{field}[{key!r}]": array for key, array in value.items()})
+        else:
+            arrays[field] = value
+    arrays.update(actions=transitions.actions, rewards=transitions.rewards, terminals=transitions.terminals)
+    return arrays
+
+
+def _check_observations(field: str, value: Observations, observation_space: spaces.Space) -> None:
+    if isinstance(observation_space, spaces.Dict):
+        if not isinstance(value, dict):
+            raise ValueError(f"{field}: the observation space is a Dict but the data is one array of shape {value.shape}")
+        if set(value) != set(observation_space.spaces):
+            raise ValueError(
+                f"{field}: the data has keys {sorted(value)} but the observation space has keys "
+                f"{sorted(observation_space.spaces)}"
+            )
+        for key, subspace in observation_space.spaces.items():
+            _check_observations(f"{field}[{key!r}]", value[key], subspace)
+        return
+    if isinstance(value, dict):
+        raise ValueError(
+            f"{field}: the data is a dict with keys {sorted(value)} but the observation space is {observation_space}"
+        )
+    if value.shape[1:] != observation_space.shape:
+        raise ValueError(
+            f"{field}: the data has shape {value.shape[1:]} per step but the observation space has shape "
+            f"{observation_space.shape}"
+        )
+
+
+def _check_action_bounds(actions: np.ndarray, action_space: spaces.Box) -> None:
+    outside = (actions < action_space.low - ACTION_BOUND_TOLERANCE) | (actions > action_space.high + ACTION_BOUND_TOLERANCE)
+    n_rows = int(outside.any(axis=1).sum())
+    if n_rows:
+        raise ValueError(
+            f"actions: {n_rows} of {len(actions)} rows lie outside the action space bounds "
+            f"[{action_space.low}, {action_space.high}] (data range [{actions.min(axis=0)}, {actions.max(axis=0)}]). "
+            "Is the dataset recorded for another version of the environment, or with normalised actions?"
+        )
+
+
+def validate_against_env(transitions: OfflineTransitions, observation_space: spaces.Space, action_space: spaces.Space) -> None:
+    """
+    Check that offline data fits the environment it will be mixed with, before any training: a wrong
+    dataset otherwise fails late inside the replay buffer, or silently trains on garbage.
+
+    Checks, in order: observation shapes (and dict keys), action shape, finiteness of every array,
+    and that actions lie inside the action bounds (up to ``1e-4``).
+
+    :param transitions: the offline data
+    :param observation_space: the environment's observation space (Box, or Dict of Box)
+    :param action_space: the environment's action space (Box)
+    :raises ValueError: naming the field and both shapes, or the field and how many rows are bad
+    """
+    if not isinstance(action_space, spaces.Box):
+        raise ValueError(f"actions: offline data needs a Box action space, got {action_space}")
+    _check_observations("observations", transitions.observations, observation_space)
+    _check_observations("next_observations", transitions.next_observations, observation_space)
+    if transitions.actions.shape[1:] != action_space.shape:
+        raise ValueError(
+            f"actions: the data has shape {transitions.actions.shape[1:]} per step but the action space has "
+            f"shape {action_space.shape}"
+        )
+    for field, array in _fields(transitions).items():
+        bad_rows = int((~np.isfinite(array)).reshape(len(array), -1).any(axis=1).sum())
+        if bad_rows:
+            raise ValueError(f"{field}: {bad_rows} of {len(array)} rows contain NaN or inf")
+    _check_action_bounds(transitions.actions, action_space)
+
+
+def scale_actions(actions: np.ndarray, action_space: spaces.Box) -> np.ndarray:
+    """
+    Map actions from the environment's bounds to [-1, 1], exactly as SB3's ``BasePolicy.scale_action``
+    does, because the policy and the replay buffer hold actions in that range (``squash_output=True``).
+    Not clipped: check bounds first with :func:`validate_against_env`.
+
+    :param actions: ``(n, action_dim)`` in environment units
+    :param action_space: the environment's action space (finite bounds)
+    :return: float32 actions in [-1, 1]
+    """
+    low, high = action_space.low, action_space.high
+    return (2.0 * ((actions - low) / (high - low)) - 1.0).astype(np.float32)
+
+
+@dataclasses.dataclass(frozen=True)
+class RewardTransform:
+    """
+    Affine reward transform ``r * scale + shift``, applied to every sampled reward, offline and online
+    alike, so both halves of a batch share one reward scale.
+
+    The paper's AntMaze setting is ``RewardTransform(shift=-1.0)`` (``r - 1``: -1 per step, 0 at the goal),
+    which makes the sparse goal reward informative to a bootstrapped critic (ALGORITHM.md §5).
+
+    :param scale: multiplies the reward
+    :param shift: added after scaling
+    """
+
+    scale: float = 1.0
+    shift: float = 0.0
+
+    def __call__(self, rewards: ArrayLike) -> ArrayLike:
+        """
+        :param rewards: a numpy array or torch tensor of rewards
+        :return: the transformed rewards, of the same type
+        """
+        if self.is_identity:
+            return rewards
+        return rewards * self.scale + self.shift  # type: ignore[operator]
+
+    @property
+    def is_identity(self) -> bool:
+        """Whether the transform leaves rewards unchanged."""
+        return self.scale == 1.0 and self.shift == 0.0
