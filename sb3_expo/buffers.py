@@ -1,0 +1,262 @@
+"""
+Offline/online mixing as SB3 replay buffers: RLPD's "symmetric sampling" (ALGORITHM.md §4-5).
+
+The buffers are SB3's own ``ReplayBuffer`` / ``DictReplayBuffer`` (they store the online transitions
+exactly as SB3 does) plus one in-memory set of offline transitions. ``sample(n)`` returns a batch in which
+a fixed share ``offline_ratio`` of rows is drawn uniformly from the offline data and the rest uniformly
+from the online buffer, arranged so that every aligned minibatch of a larger sample is mixed in the same
+ratio (see :func:`offline_row_mask`)::
+
+    model = EXPO("MlpPolicy", env, replay_buffer_class=OfflineReplayBuffer,
+                 replay_buffer_kwargs=dict(offline_ratio=0.5, reward_transform=RewardTransform(shift=-1.0)))
+    model.replay_buffer.attach_offline(load_minari("D4RL/antmaze/medium-diverse-v1"))
+    model.learn(1_000_000)
+
+The offline data is never pickled (see :meth:`OfflineMixingMixin.__getstate__`): after
+``EXPO.load``, ``load_replay_buffer`` or ``load_from_pkl`` call ``attach_offline`` again.
+"""
+
+from fractions import Fraction
+from typing import Any, NamedTuple, TypeVar
+
+import numpy as np
+import torch as th
+from gymnasium import spaces
+from stable_baselines3.common.buffers import DictReplayBuffer, ReplayBuffer
+from stable_baselines3.common.type_aliases import DictReplayBufferSamples, ReplayBufferSamples
+from stable_baselines3.common.vec_env import VecNormalize
+
+from sb3_expo.data.transitions import Observations, OfflineTransitions, RewardTransform, scale_actions, validate_against_env
+
+Samples = TypeVar("Samples", ReplayBufferSamples, DictReplayBufferSamples)
+TensorObs = th.Tensor | dict[str, th.Tensor]
+
+# offline_ratio is read as the nearest fraction with at most this denominator, so the row pattern is exact.
+MAX_RATIO_DENOMINATOR = 1_000_000
+# The sample fields that are mixed row by row (``discounts`` stays SB3's: None).
+MIXED_FIELDS = ("observations", "actions", "next_observations", "dones", "rewards")
+
+
+def offline_row_mask(batch_size: int, offline_ratio: float) -> np.ndarray:
+    """
+    Which rows of a batch are offline: row ``i`` iff ``floor((i+1)·r) - floor(i·r) == 1``.
+
+    EXPO draws ``G·B`` rows in one sample and slices them into ``G`` consecutive minibatches of ``B``
+    rows; each minibatch must hold the same share of offline data (RLPD's symmetric sampling). This
+    fixed pattern spreads offline rows evenly, so every aligned slice ``[k·B, (k+1)·B)`` with ``B·r``
+    integral holds exactly ``B·r`` offline rows, whatever ``G``. The ratio is taken as an exact fraction
+    (denominator at most 10^6), so e.g. ``r = 0.3`` gives exactly 3 offline rows per 10, free of
+    floating-point round-off.
+
+    :param batch_size: number of rows
+    :param offline_ratio: share of offline rows, in [0, 1]
+    :return: boolean mask ``(batch_size,)``, True for offline rows
+    """
+    ratio = Fraction(offline_ratio).limit_denominator(MAX_RATIO_DENOMINATOR)
+    n_offline_before = np.arange(batch_size + 1, dtype=np.int64) * ratio.numerator // ratio.denominator
+    return np.diff(n_offline_before) == 1
+
+
+class _OfflineArrays(NamedTuple):
+    """The attached offline data, already in the buffer's units and dtypes (actions in [-1, 1])."""
+
+    observations: Observations
+    actions: np.ndarray
+    rewards: np.ndarray
+    next_observations: Observations
+    terminals: np.ndarray
+
+
+def _cast_like(observations: Observations, like: np.ndarray | dict[str, np.ndarray]) -> Observations:
+    """Offline observations in the dtype the buffer stores online ones in, so both halves concatenate."""
+    if isinstance(observations, dict):
+        return {key: np.asarray(value, dtype=like[key].dtype) for key, value in observations.items()}  # type: ignore[index]
+    return np.asarray(observations, dtype=like.dtype)  # type: ignore[union-attr]
+
+
+def _take(observations: Observations, indices: np.ndarray) -> Observations:
+    """Rows ``indices`` of a Box observation array or of every array of a Dict observation."""
+    if isinstance(observations, dict):
+        return {key: value[indices] for key, value in observations.items()}
+    return observations[indices]
+
+
+def _interleave(offline: TensorObs, online: TensorObs, order: th.Tensor) -> TensorObs:
+    """Concatenate offline then online rows and reorder them so offline rows land where the mask says."""
+    if isinstance(offline, dict):
+        return {key: _interleave(offline[key], online[key], order) for key in offline}  # type: ignore[index]
+    return th.cat([offline, online])[order]  # type: ignore[list-item]
+
+
+def _merge_order(mask: np.ndarray) -> np.ndarray:
+    """Index into ``cat([offline rows, online rows])`` that puts the k-th offline row at the k-th True of ``mask``."""
+    n_offline = int(mask.sum())
+    order = np.empty(len(mask), dtype=np.int64)
+    order[mask] = np.arange(n_offline)
+    order[~mask] = n_offline + np.arange(len(mask) - n_offline)
+    return order
+
+
+class OfflineMixingMixin:
+    """
+    Symmetric offline/online sampling on top of an SB3 replay buffer (RLPD, ALGORITHM.md §4).
+
+    Offline rows are drawn uniformly with replacement from the attached data and online rows uniformly
+    with replacement by SB3's own sampler; a fixed pattern (:func:`offline_row_mask`) decides which rows
+    are which. Every batch holds offline rows only while the online buffer is empty, and online rows only
+    when no offline data is attached or ``offline_ratio == 0``.
+
+    Both halves are treated alike: observations and rewards pass through the VecNormalize ``env`` given
+    to :meth:`sample`, then the ``reward_transform`` is applied to every reward (so AntMaze's ``r - 1`` is
+    exactly -1 per step in the units the critic sees). ``dones`` are the offline terminals and, for online
+    rows, SB3's ``done * (1 - timeout)``: a time limit is never a terminal.
+
+    The offline data is never pickled: ``model.save_replay_buffer`` files and model zips do not grow with the
+    dataset. After unpickling, :attr:`offline_size` is 0 (online-only sampling) until :meth:`attach_offline`
+    is called again.
+
+    :param buffer_size: max number of online transitions
+    :param observation_space: observation space
+    :param action_space: action space (Box)
+    :param device: PyTorch device of the sampled tensors
+    :param n_envs: number of parallel environments
+    :param optimize_memory_usage: SB3's memory-efficient variant (Box observations only)
+    :param handle_timeout_termination: whether online time-limit truncations are not terminals (SB3's default)
+    :param offline_ratio: share of offline rows in every batch once both parts hold data (the paper: 0.5)
+    :param reward_transform: affine transform applied to every sampled reward, offline and online alike
+        (e.g. ``RewardTransform(shift=-1.0)`` on AntMaze); None leaves rewards unchanged
+    """
+
+    # Provided by the SB3 buffer this mixin is combined with.
+    observation_space: spaces.Space
+    action_space: spaces.Space
+    observations: np.ndarray | dict[str, np.ndarray]
+    actions: np.ndarray
+    device: th.device
+
+    def __init__(
+        self,
+        buffer_size: int,
+        observation_space: spaces.Space,
+        action_space: spaces.Space,
+        device: th.device | str = "auto",
+        n_envs: int = 1,
+        optimize_memory_usage: bool = False,
+        handle_timeout_termination: bool = True,
+        offline_ratio: float = 0.5,
+        reward_transform: RewardTransform | None = None,
+    ):
+        if not 0.0 <= offline_ratio <= 1.0:
+            raise ValueError(f"offline_ratio must be in [0, 1], got {offline_ratio}")
+        super().__init__(  # type: ignore[call-arg]
+            buffer_size, observation_space, action_space, device, n_envs, optimize_memory_usage, handle_timeout_termination
+        )
+        self.offline_ratio = float(offline_ratio)
+        self.reward_transform = reward_transform if reward_transform is not None else RewardTransform()
+        self._offline: _OfflineArrays | None = None
+
+    @property
+    def offline_size(self) -> int:
+        """Number of attached offline transitions (0 when none are attached, e.g. after unpickling)."""
+        return 0 if self._offline is None else len(self._offline.rewards)
+
+    def attach_offline(self, transitions: OfflineTransitions) -> None:
+        """
+        Attach offline data to mix into every sample, replacing any attached before.
+
+        The data is checked against the buffer's spaces first, so a wrong dataset fails here rather than
+        deep inside training. Actions are mapped from the env's bounds to [-1, 1], the units SB3 stores
+        online actions in (``squash_output=True``). The arrays are kept in host memory, not pickled.
+
+        :param transitions: offline transitions in the environment's units
+        :raises ValueError: if the data does not fit the spaces (see :func:`validate_against_env`) or is empty
+        """
+        validate_against_env(transitions, self.observation_space, self.action_space)
+        if len(transitions) == 0:
+            raise ValueError("The offline transitions are empty")
+        self._offline = _OfflineArrays(
+            observations=_cast_like(transitions.observations, self.observations),
+            actions=scale_actions(transitions.actions, self.action_space).astype(self.actions.dtype, copy=False),  # type: ignore[arg-type]
+            rewards=transitions.rewards,
+            next_observations=_cast_like(transitions.next_observations, self.observations),
+            terminals=transitions.terminals,
+        )
+
+    def sample(self, batch_size: int, env: VecNormalize | None = None) -> Any:
+        """
+        Sample a mixed batch; offline rows sit where :func:`offline_row_mask` puts them.
+
+        :param batch_size: number of rows (EXPO: ``gradient_steps * batch_size``, sliced into minibatches)
+        :param env: VecNormalize env that normalises observations and rewards of both parts, as in SB3
+        :return: ``ReplayBufferSamples`` or ``DictReplayBufferSamples`` on the buffer's device
+        """
+        mask = self._offline_mask(batch_size)
+        n_offline = int(mask.sum())
+        if n_offline == 0:
+            samples = super().sample(batch_size, env=env)  # type: ignore[misc]
+        elif n_offline == batch_size:
+            samples = self._sample_offline(batch_size, env)
+        else:
+            offline = self._sample_offline(n_offline, env)
+            online = super().sample(batch_size - n_offline, env=env)  # type: ignore[misc]
+            samples = self._merge(offline, online, mask)
+        return samples._replace(rewards=self.reward_transform(samples.rewards))
+
+    def _offline_mask(self, batch_size: int) -> np.ndarray:
+        """The row pattern, or all offline while the online buffer is empty, or all online without offline data."""
+        if self.offline_size == 0 or self.offline_ratio == 0.0:
+            return np.zeros(batch_size, dtype=bool)
+        if self.size() == 0:  # type: ignore[attr-defined]
+            return np.ones(batch_size, dtype=bool)
+        return offline_row_mask(batch_size, self.offline_ratio)
+
+    def _sample_offline(self, n_rows: int, env: VecNormalize | None) -> Any:
+        """``n_rows`` offline rows, uniform with replacement, normalised like SB3 normalises online rows."""
+        assert self._offline is not None
+        data = self._offline
+        indices = np.random.randint(0, len(data.rewards), size=n_rows)
+        observations = self._normalize_obs(_take(data.observations, indices), env)  # type: ignore[attr-defined]
+        next_observations = self._normalize_obs(_take(data.next_observations, indices), env)  # type: ignore[attr-defined]
+        rewards = self._normalize_reward(data.rewards[indices].reshape(-1, 1), env)  # type: ignore[attr-defined]
+        return self._samples_class(
+            observations=self._obs_to_torch(observations),
+            actions=self.to_torch(data.actions[indices]),  # type: ignore[attr-defined]
+            next_observations=self._obs_to_torch(next_observations),
+            dones=self.to_torch(data.terminals[indices].reshape(-1, 1)),  # type: ignore[attr-defined]
+            rewards=self.to_torch(rewards),  # type: ignore[attr-defined]
+        )
+
+    def _obs_to_torch(self, observations: Observations) -> TensorObs:
+        if isinstance(observations, dict):
+            return {key: self.to_torch(value) for key, value in observations.items()}  # type: ignore[attr-defined]
+        return self.to_torch(observations)  # type: ignore[attr-defined]
+
+    def _merge(self, offline: Samples, online: Samples, mask: np.ndarray) -> Samples:
+        """One batch with offline rows at ``mask`` and online rows elsewhere, field by field."""
+        order = th.as_tensor(_merge_order(mask), device=self.device)
+        mixed = {field: _interleave(getattr(offline, field), getattr(online, field), order) for field in MIXED_FIELDS}
+        return online._replace(**mixed)
+
+    @property
+    def _samples_class(self) -> type:
+        return DictReplayBufferSamples if isinstance(self.observation_space, spaces.Dict) else ReplayBufferSamples
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickle without the offline data: saved buffers stay the size of the online data; re-attach after loading."""
+        state = self.__dict__.copy()
+        state["_offline"] = None
+        return state
+
+
+class OfflineReplayBuffer(OfflineMixingMixin, ReplayBuffer):
+    """
+    SB3 ``ReplayBuffer`` (Box observations) that mixes attached offline data into every sample; see
+    :class:`OfflineMixingMixin` for the sampling rules and arguments.
+    """
+
+
+class DictOfflineReplayBuffer(OfflineMixingMixin, DictReplayBuffer):
+    """
+    SB3 ``DictReplayBuffer`` (Dict observations) that mixes attached offline data into every sample; see
+    :class:`OfflineMixingMixin` for the sampling rules and arguments.
+    """
