@@ -1,0 +1,267 @@
+"""
+A scripted PointMaze expert and the offline dataset it records, built locally (no download).
+
+The expert plans over maze cells (breadth-first search) and steers the ball with a PD controller, as
+the D4RL maze datasets were collected, with Gaussian action noise on top. Its actions are saturated at
+the bounds on about 60% of the components, so the noise bends the paths only a little: the data owes
+most of its spread to the +-0.25 jitter of the start and goal positions.
+``python -m sb3_expo.data.pointmaze`` builds the dataset into ``$MINARI_DATASETS_PATH``.
+"""
+
+import argparse
+import collections
+import time
+import warnings
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from sb3_expo.data.transitions import import_offline_dependency
+from sb3_expo.envs import POINTMAZE_ENV_ID, make_pointmaze_env
+
+POINTMAZE_DATASET_ID = "sb3_expo/pointmaze-umaze-noisy-expert-v0"
+DEFAULT_N_EPISODES = 200
+DEFAULT_NOISE_STD = 0.3
+
+Cell = tuple[int, int]
+
+
+def shortest_path(maze_map: list[list[Any]], start: Cell, goal: Cell) -> list[Cell]:
+    """
+    Breadth-first search over the free cells of a maze (every cell that is not a wall ``1``), moving
+    between edge neighbours, because the ball cannot squeeze diagonally past a wall corner.
+
+    :param maze_map: Gymnasium-Robotics maze map, row 0 at the top
+    :param start: ``(row, column)`` of the first cell
+    :param goal: ``(row, column)`` of the last cell
+    :return: the cells from ``start`` to ``goal``, both included
+    :raises ValueError: the goal cannot be reached from the start
+    """
+    parents: dict[Cell, Cell | None] = {start: None}
+    queue = collections.deque([start])
+    while queue:
+        cell = queue.popleft()
+        if cell == goal:
+            break
+        for step in ((1, 0), (-1, 0), (0, 1), (0, -1)):
+            row, column = cell[0] + step[0], cell[1] + step[1]
+            if (row, column) not in parents and 0 <= row < len(maze_map) and 0 <= column < len(maze_map[row]):
+                if maze_map[row][column] != 1:
+                    parents[(row, column)] = cell
+                    queue.append((row, column))
+    if goal not in parents:
+        raise ValueError(f"Maze cell {goal} cannot be reached from {start}")
+    path = [goal]
+    while parents[path[-1]] is not None:
+        path.append(parents[path[-1]])  # type: ignore[arg-type]
+    return path[::-1]
+
+
+class PointMazeExpert:
+    """
+    Scripted PointMaze controller: follows the shortest cell path to the goal, steering with a PD
+    controller towards the centre of the next cell on the path (towards the goal itself in the goal's
+    cell), plus Gaussian action noise so that the offline data is diverse rather than one trajectory.
+
+    :param env: a PointMaze environment (any wrapping); its maze and action bounds are read once
+    :param noise_std: standard deviation of the Gaussian noise added to every action (before clipping);
+        0 gives a deterministic controller
+    :param p_gain: proportional gain on the distance to the waypoint (D4RL's controller used 10)
+    :param d_gain: damping gain on the ball's velocity (D4RL used 1)
+    :param seed: seed of the noise generator
+    """
+
+    def __init__(
+        self,
+        env: gym.Env,
+        noise_std: float = DEFAULT_NOISE_STD,
+        p_gain: float = 10.0,
+        d_gain: float = 1.0,
+        seed: int | None = None,
+    ):
+        self.maze = env.unwrapped.maze  # type: ignore[attr-defined]
+        self.action_space = env.action_space
+        self.noise_std, self.p_gain, self.d_gain = noise_std, p_gain, d_gain
+        self.rng = np.random.default_rng(seed)
+
+    def _cell(self, xy: np.ndarray) -> Cell:
+        row, column = self.maze.cell_xy_to_rowcol(xy)
+        return int(row), int(column)
+
+    def waypoint(self, position: np.ndarray, goal: np.ndarray) -> np.ndarray:
+        """
+        Where the ball should head now: the centre of the next cell on the shortest path, or the goal
+        once the ball is in the goal's cell.
+
+        :param position: the ball's ``(x, y)``
+        :param goal: the goal's ``(x, y)``
+        :return: the waypoint's ``(x, y)``
+        """
+        path = shortest_path(self.maze.maze_map, self._cell(position), self._cell(goal))
+        if len(path) == 1:
+            return np.asarray(goal, dtype=np.float64)
+        return self.maze.cell_rowcol_to_xy(np.array(path[1]))
+
+    def __call__(self, observation: dict[str, np.ndarray]) -> np.ndarray:
+        """
+        :param observation: one (not batched) PointMaze observation dict
+        :return: the action, clipped to the action space
+        """
+        position, velocity = observation["achieved_goal"], observation["observation"][2:4]
+        action = self.p_gain * (self.waypoint(position, observation["desired_goal"]) - position) - self.d_gain * velocity
+        if self.noise_std > 0:
+            action = action + self.rng.normal(0.0, self.noise_std, size=action.shape)
+        return np.clip(action, self.action_space.low, self.action_space.high).astype(self.action_space.dtype)
+
+
+def _stack(observations: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    return {key: np.stack([obs[key] for obs in observations]) for key in observations[0]}
+
+
+def rollout_episode(env: gym.Env, policy: Any, seed: int | None = None) -> dict[str, Any]:
+    """
+    Run one episode to its end (goal reached or time limit) and keep every step, in Minari's layout.
+
+    :param env: the environment (with its time limit, else a policy that never succeeds never stops)
+    :param policy: maps one observation dict to an action (e.g. :class:`PointMazeExpert`)
+    :param seed: reset seed of this episode, for a reproducible start and goal position
+    :return: ``observations`` (a dict of ``T + 1`` rows, the last one after the final step), ``actions``,
+        ``rewards``, ``terminations`` and ``truncations`` (``T`` each) and ``is_success``
+    """
+    obs, info = env.reset(seed=seed)
+    observations, actions, rewards, terminations, truncations = [obs], [], [], [], []
+    while not (terminations and (terminations[-1] or truncations[-1])):
+        action = policy(obs)
+        obs, reward, terminated, truncated, info = env.step(action)
+        observations.append(obs)
+        actions.append(action)
+        rewards.append(float(reward))
+        terminations.append(bool(terminated))
+        truncations.append(bool(truncated))
+    return dict(
+        observations=_stack(observations),
+        actions=np.stack(actions),
+        rewards=rewards,
+        terminations=terminations,
+        truncations=truncations,
+        is_success=bool(info.get("is_success", False)),
+    )
+
+
+def _load_existing(minari: Any, dataset_id: str, n_episodes: int, overwrite: bool) -> Any | None:
+    """The dataset already built under ``dataset_id``, or None when it must be (re)built."""
+    try:
+        dataset = minari.load_dataset(dataset_id)
+    except FileNotFoundError:
+        return None
+    if overwrite:
+        minari.delete_dataset(dataset_id)
+        return None
+    if dataset.total_episodes != n_episodes:
+        warnings.warn(
+            f"Reusing the Minari dataset '{dataset_id}' with {dataset.total_episodes} episodes although "
+            f"{n_episodes} were asked for: pass overwrite=True to rebuild it.",
+            stacklevel=3,
+        )
+    return dataset
+
+
+def build_pointmaze_dataset(
+    dataset_id: str = POINTMAZE_DATASET_ID,
+    n_episodes: int = DEFAULT_N_EPISODES,
+    noise_std: float = DEFAULT_NOISE_STD,
+    seed: int = 0,
+    overwrite: bool = False,
+) -> Any:
+    """
+    Record :class:`PointMazeExpert` episodes on :data:`~sb3_expo.envs.POINTMAZE_ENV_ID` as a local Minari
+    dataset, so the offline-to-online example needs no download. The dataset lives under
+    ``$MINARI_DATASETS_PATH`` (default ``~/.minari/datasets``) and loads with
+    ``sb3_expo.data.load_minari(dataset_id)``; its ``env_spec`` recreates the task
+    (``dataset.recover_environment()``). Each episode ends at the goal (a terminal with reward 1) or at
+    the time limit (a truncation).
+
+    :param dataset_id: Minari id to write (``namespace/name-vN``)
+    :param n_episodes: episodes to record; 200 (about 24k transitions, a few seconds) is plenty for
+        pretraining the base policy by imitation
+    :param noise_std: Gaussian action noise of the expert (on unsaturated actions it perturbs the paths;
+        success stays at 100% up to at least 0.5)
+    :param seed: seed of episode ``i``'s reset is ``seed + i``; the noise generator is seeded with ``seed``
+    :param overwrite: rebuild the dataset if ``dataset_id`` exists; otherwise the existing one is reused
+        (with a warning if its number of episodes differs)
+    :return: the ``minari.MinariDataset``
+    :raises ImportError: Minari, Gymnasium-Robotics or MuJoCo is not installed
+    """
+    minari = import_offline_dependency("minari")
+    existing = _load_existing(minari, dataset_id, n_episodes, overwrite)
+    if existing is not None:
+        return existing
+    from minari.data_collector import EpisodeBuffer
+
+    env = make_pointmaze_env()
+    expert = PointMazeExpert(env, noise_std=noise_std, seed=seed)
+    try:
+        episodes = [rollout_episode(env, expert, seed=seed + index) for index in range(n_episodes)]
+    finally:
+        env.close()
+    buffers = [
+        EpisodeBuffer(id=index, seed=seed + index, **{key: value for key, value in episode.items() if key != "is_success"})
+        for index, episode in enumerate(episodes)
+    ]
+    success_rate = float(np.mean([episode["is_success"] for episode in episodes]))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="`author_email` is set to None")
+        dataset = minari.create_dataset_from_buffers(
+            dataset_id,
+            buffers,
+            env=env.spec,
+            eval_env=env.spec,
+            algorithm_name=f"PointMazeExpert(noise_std={noise_std})",
+            author="sb3_expo",
+            code_permalink="sb3_expo.data.pointmaze.build_pointmaze_dataset",
+            ref_min_score=0.0,  # random actions practically never reach the goal
+            ref_max_score=1.0,  # the sparse return of an episode that reaches it
+            description=(
+                f"{n_episodes} episodes of a breadth-first-search + PD controller with Gaussian action noise "
+                f"(std {noise_std}) on {POINTMAZE_ENV_ID}: fixed start and goal cells, sparse reward 1 and "
+                f"termination at the goal. Expert success rate {success_rate:.2f}."
+            ),
+            requirements=["gymnasium-robotics>=1.3", "mujoco>=3.3,<3.9"],
+        )
+    return dataset
+
+
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Build the PointMaze noisy-expert Minari dataset locally, into $MINARI_DATASETS_PATH (no download)."
+    )
+    parser.add_argument("--dataset-id", default=POINTMAZE_DATASET_ID)
+    parser.add_argument("--n-episodes", type=int, default=DEFAULT_N_EPISODES)
+    parser.add_argument("--noise-std", type=float, default=DEFAULT_NOISE_STD)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--overwrite", action="store_true", help="rebuild the dataset if it exists")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """
+    Command line: build (or reuse) the dataset, then print where it lives and how well the data's
+    episodes did.
+
+    :param argv: arguments (default ``sys.argv[1:]``)
+    """
+    args = _parse_args(argv)
+    start = time.perf_counter()
+    dataset = build_pointmaze_dataset(args.dataset_id, args.n_episodes, args.noise_std, args.seed, args.overwrite)
+    episodes = list(dataset.iterate_episodes())
+    success_rate = np.mean([bool(episode.terminations[-1]) for episode in episodes])
+    from minari.storage.datasets_root_dir import get_dataset_path
+
+    print(f"Dataset '{dataset.id}' at {get_dataset_path(dataset.id)} ({time.perf_counter() - start:.1f} s)")
+    print(f"{dataset.total_episodes} episodes, {dataset.total_steps} transitions")
+    print(f"Expert success rate: {success_rate:.2f}, mean episode length {dataset.total_steps / dataset.total_episodes:.1f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,122 @@
+"""The fixed-start PointMaze task, its scripted expert, and the Minari dataset built locally from it."""
+
+import sys
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+pytest.importorskip("gymnasium_robotics")
+minari = pytest.importorskip("minari")
+
+from sb3_expo import envs  # noqa: E402
+from sb3_expo.data import load_minari, validate_against_env  # noqa: E402
+from sb3_expo.data.pointmaze import PointMazeExpert, build_pointmaze_dataset, rollout_episode, shortest_path  # noqa: E402
+from sb3_expo.envs import POINTMAZE_ENV_ID, make_pointmaze_env  # noqa: E402
+
+# The ball and goal start anywhere within +-0.25 of their cell centres.
+CELL_NOISE = 0.25
+
+
+@pytest.fixture(scope="module")
+def env():
+    env = make_pointmaze_env()
+    yield env
+    env.close()
+
+
+def cell_centre(env, cell):
+    return env.unwrapped.maze.cell_rowcol_to_xy(np.array(cell))
+
+
+def test_fixed_start_and_goal(env):
+    start, goal = cell_centre(env, envs.POINTMAZE_START_CELL), cell_centre(env, envs.POINTMAZE_GOAL_CELL)
+    for seed in range(5):
+        obs, info = env.reset(seed=seed)
+        assert set(obs) == {"observation", "achieved_goal", "desired_goal"}
+        assert np.abs(obs["achieved_goal"] - start).max() <= CELL_NOISE
+        assert np.abs(obs["desired_goal"] - goal).max() <= CELL_NOISE
+        assert info["is_success"] is False
+    assert isinstance(env.observation_space, gym.spaces.Dict)
+    assert env.spec.id == POINTMAZE_ENV_ID and env.spec.max_episode_steps == envs.POINTMAZE_MAX_EPISODE_STEPS
+
+
+def test_registered_id_and_reimport():
+    envs.register_envs()  # registering twice (as a second import would) is harmless
+    made = gym.make(POINTMAZE_ENV_ID, max_episode_steps=7)
+    obs, _ = made.reset(seed=0)
+    assert made.observation_space.contains(obs)
+    for _ in range(7):
+        _, reward, terminated, truncated, info = made.step(np.zeros(2, dtype=np.float32))
+    assert reward == 0.0 and not terminated and truncated and info["is_success"] is False
+    made.close()
+
+
+def test_sparse_reward_and_termination_at_the_goal(env):
+    expert = PointMazeExpert(env, noise_std=0.0)
+    episode = rollout_episode(env, expert, seed=0)
+    assert episode["is_success"] and episode["terminations"][-1] and not any(episode["truncations"])
+    assert episode["rewards"] == [0.0] * (len(episode["rewards"]) - 1) + [1.0]
+    assert env.unwrapped.compute_reward(episode["observations"]["achieved_goal"][-1], env.unwrapped.goal, {}) == 1.0
+
+
+def test_shortest_path_goes_round_the_u():
+    path = shortest_path(envs.POINTMAZE_UMAZE_FIXED, envs.POINTMAZE_START_CELL, envs.POINTMAZE_GOAL_CELL)
+    assert path == [(3, 1), (3, 2), (3, 3), (2, 3), (1, 3), (1, 2), (1, 1)]
+    with pytest.raises(ValueError, match="cannot be reached"):
+        shortest_path([[0, 1, 0]], (0, 0), (0, 2))
+
+
+@pytest.mark.parametrize("noise", [{"noise_std": 0.0}, {}], ids=["clean", "default-noise"])
+def test_expert_always_reaches_the_goal(env, noise):
+    expert = PointMazeExpert(env, seed=1, **noise)
+    episodes = [rollout_episode(env, expert, seed=seed) for seed in range(5)]
+    assert all(episode["is_success"] and episode["terminations"][-1] for episode in episodes)
+    assert max(len(episode["rewards"]) for episode in episodes) < envs.POINTMAZE_MAX_EPISODE_STEPS / 2
+    actions = np.concatenate([episode["actions"] for episode in episodes])
+    assert env.action_space.contains(actions.max(axis=0)) and env.action_space.contains(actions.min(axis=0))
+
+
+def test_random_actions_do_not_reach_the_goal(env):
+    env.action_space.seed(0)
+    episodes = [rollout_episode(env, lambda obs: env.action_space.sample(), seed=seed) for seed in range(3)]
+    assert not any(episode["is_success"] for episode in episodes)
+    assert all(episode["truncations"][-1] and len(episode["rewards"]) == env.spec.max_episode_steps for episode in episodes)
+
+
+def test_missing_robotics_names_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "gymnasium_robotics.envs.maze.point_maze", None)
+    with pytest.raises(ImportError, match=r'pip install "sb3_expo\[robotics\]"'):
+        make_pointmaze_env()
+
+
+@pytest.fixture
+def minari_root(tmp_path, monkeypatch):
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    return tmp_path / "minari"
+
+
+def test_build_dataset_loads_and_is_reused(minari_root, env):
+    dataset_id = "test/pointmaze-expert-v0"
+    dataset = build_pointmaze_dataset(dataset_id, n_episodes=3, seed=5)
+    assert (minari_root / "test" / "pointmaze-expert-v0" / "data").is_dir()
+    lengths = [len(episode.rewards) for episode in dataset.iterate_episodes()]
+    assert dataset.total_episodes == 3 and dataset.total_steps == sum(lengths)
+
+    data = load_minari(dataset_id)
+    assert len(data) == sum(lengths)
+    assert set(data.observations) == {"observation", "achieved_goal", "desired_goal"}
+    assert data.observations["observation"].shape == (len(data), 4)
+    goal_steps = np.cumsum(lengths) - 1  # every episode ends at the goal: a terminal with reward 1
+    assert np.flatnonzero(data.terminals).tolist() == goal_steps.tolist()
+    assert np.flatnonzero(data.rewards).tolist() == goal_steps.tolist()
+    validate_against_env(data, env.observation_space, env.action_space)
+    assert dataset.recover_environment().spec.id == POINTMAZE_ENV_ID
+
+    again = build_pointmaze_dataset(dataset_id, n_episodes=3, seed=6)  # reused, not rebuilt
+    assert np.array_equal(load_minari(again).actions, data.actions)
+    with pytest.warns(UserWarning, match="overwrite=True"):
+        build_pointmaze_dataset(dataset_id, n_episodes=2)
+    rebuilt = build_pointmaze_dataset(dataset_id, n_episodes=2, overwrite=True)
+    assert rebuilt.total_episodes == 2
