@@ -202,6 +202,19 @@ class OfflineMixingMixin:
             samples = self._merge(offline, online, mask)
         return samples._replace(rewards=self.reward_transform(samples.rewards))
 
+    def sample_offline(self, batch_size: int, env: VecNormalize | None = None) -> Any:
+        """
+        Sample offline rows only, e.g. to pretrain the base policy by imitation (``EXPO.pretrain``).
+
+        :param batch_size: number of rows
+        :param env: VecNormalize env, as in :meth:`sample`
+        :raises ValueError: no offline data is attached
+        """
+        if self.offline_size == 0:
+            raise ValueError("No offline data is attached to the replay buffer (attach_offline)")
+        samples = self._sample_offline(batch_size, env)
+        return samples._replace(rewards=self.reward_transform(samples.rewards))
+
     def _offline_mask(self, batch_size: int) -> np.ndarray:
         """The row pattern, or all offline while the online buffer is empty, or all online without offline data."""
         if self.offline_size == 0 or self.offline_ratio == 0.0:

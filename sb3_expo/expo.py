@@ -1,6 +1,8 @@
 """EXPO: Expressive Policy Optimization (Dong, Li, Sadigh, Finn, 2025), as an SB3 off-policy algorithm."""
 
+import io
 import math
+import pathlib
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
@@ -11,9 +13,11 @@ from stable_baselines3.common.noise import ActionNoise
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
-from stable_baselines3.common.utils import polyak_update, update_learning_rate
+from stable_baselines3.common.utils import configure_logger, polyak_update, update_learning_rate
 
+from sb3_expo.buffers import DictOfflineReplayBuffer, OfflineMixingMixin, OfflineReplayBuffer
 from sb3_expo.critics import random_subsets, subset_min
+from sb3_expo.data import OfflineSource, OfflineTransitions, RewardTransform, load_offline_dataset
 from sb3_expo.policies import ExpoPolicy, MlpPolicy, MultiInputPolicy
 
 SelfEXPO = TypeVar("SelfEXPO", bound="EXPO")
@@ -90,6 +94,17 @@ class EXPO(OffPolicyAlgorithm):
     :param replay_buffer_class: replay buffer class (``ReplayBuffer`` or ``DictReplayBuffer`` by default)
     :param replay_buffer_kwargs: keyword arguments of the replay buffer
     :param optimize_memory_usage: SB3's memory-efficient replay buffer variant
+    :param offline_dataset: offline data mixed into every batch (ALGORITHM.md §4-5): a Minari dataset id
+        (e.g. ``"D4RL/antmaze/large-diverse-v1"``), the path of a D4RL or robomimic ``.hdf5`` file, or
+        loaded :class:`~sb3_expo.data.OfflineTransitions`. Only an id or path is saved with the model, and
+        the data is reloaded from it by ``EXPO.load`` (pass ``offline_dataset=...`` to ``load`` if it moved);
+        in-memory transitions are never saved: call :meth:`attach_offline_data` again after loading.
+    :param offline_dataset_kwargs: keyword arguments of the loader: ``download=True`` (Minari) or
+        ``obs_keys=[...]`` (robomimic)
+    :param offline_ratio: share of offline transitions in every minibatch once the online buffer holds
+        data (the paper: 0.5, RLPD's symmetric sampling); batches are all offline while it is empty
+    :param reward_scale: every sampled reward, offline and online, becomes ``r * reward_scale + reward_shift``
+    :param reward_shift: see ``reward_scale`` (the paper's AntMaze setting: -1)
     :param n_critics: size E of the critic ensemble (the paper: 10)
     :param critic_subset_size: the minimum over a random subset of this many target critics scores
         OTF candidates and values TD targets (the paper's ``num_min_qs``: 2, or 1 on AntMaze)
@@ -147,6 +162,11 @@ class EXPO(OffPolicyAlgorithm):
         replay_buffer_class: type[ReplayBuffer] | None = None,
         replay_buffer_kwargs: dict[str, Any] | None = None,
         optimize_memory_usage: bool = False,
+        offline_dataset: OfflineSource | None = None,
+        offline_dataset_kwargs: dict[str, Any] | None = None,
+        offline_ratio: float = 0.5,
+        reward_scale: float = 1.0,
+        reward_shift: float = 0.0,
         n_critics: int = 10,
         critic_subset_size: int = 2,
         n_base_samples: int = 8,
@@ -191,6 +211,11 @@ class EXPO(OffPolicyAlgorithm):
             support_multi_env=True,
         )
         self.policy_delay = policy_delay
+        self.offline_dataset = offline_dataset
+        self.offline_dataset_kwargs = offline_dataset_kwargs or {}
+        self.offline_ratio = offline_ratio
+        self.reward_scale = reward_scale
+        self.reward_shift = reward_shift
         self.n_critics = n_critics
         self.critic_subset_size = critic_subset_size
         self.n_base_samples = n_base_samples
@@ -204,6 +229,9 @@ class EXPO(OffPolicyAlgorithm):
         self.log_ent_coef: th.Tensor | None = None
         self.ent_coef_optimizer: th.optim.Adam | None = None
         self._n_policy_updates = 0
+        self._n_base_updates = 0
+        # The loaded offline transitions: kept to re-attach after load_replay_buffer, never saved.
+        self._offline_transitions: OfflineTransitions | None = None
         if _init_setup_model:
             self._setup_model()
 
@@ -219,8 +247,15 @@ class EXPO(OffPolicyAlgorithm):
             edit_scale=self.edit_scale,
             diffusion_steps=self.diffusion_steps,
         )
+        reward_transform = RewardTransform(self.reward_scale, self.reward_shift)
+        if self.replay_buffer_class is None and (self.offline_dataset is not None or not reward_transform.is_identity):
+            is_dict = isinstance(self.observation_space, spaces.Dict)
+            self.replay_buffer_class = DictOfflineReplayBuffer if is_dict else OfflineReplayBuffer
+            self.replay_buffer_kwargs.update(offline_ratio=self.offline_ratio, reward_transform=reward_transform)
         super()._setup_model()
         self._create_aliases()
+        if self.offline_dataset is not None:
+            self.attach_offline_data(self.offline_dataset)
 
         action_dim = int(np.prod(self.action_space.shape))
         if self.target_entropy == "auto":
@@ -322,11 +357,7 @@ class EXPO(OffPolicyAlgorithm):
 
     def _policy_step(self, obs: th.Tensor, actions: th.Tensor, metrics: dict) -> None:
         """Base (DDPM on buffer actions + EMA), edit actor, then temperature: ALGORITHM.md §4.2-4.4."""
-        base_loss = self.base.loss(obs, actions)
-        self.base.optimizer.zero_grad(set_to_none=True)
-        base_loss.backward()
-        self.base.optimizer.step()
-        polyak_update(self.base.parameters(), self.base_ema.parameters(), self.base_ema_rate)
+        base_loss = self._base_step(obs, actions)
 
         # The edit actor edits the buffer action of each state, not a fresh diffusion sample.
         ent_coef = self.log_ent_coef.detach().exp() if self.log_ent_coef is not None else self.ent_coef_tensor
@@ -349,6 +380,16 @@ class EXPO(OffPolicyAlgorithm):
         ]:
             metrics.setdefault(name, []).append(value.detach())
 
+    def _base_step(self, obs: th.Tensor, actions: th.Tensor) -> th.Tensor:
+        """One imitation step of the base policy (DDPM loss, AdamW), then its EMA: online and in pretraining."""
+        base_loss = self.base.loss(obs, actions)
+        self.base.optimizer.zero_grad(set_to_none=True)
+        base_loss.backward()
+        self.base.optimizer.step()
+        polyak_update(self.base.parameters(), self.base_ema.parameters(), self.base_ema_rate)
+        self._n_base_updates += 1
+        return base_loss.detach()
+
     def _update_temperature(self, log_prob: th.Tensor) -> None:
         """
         SAC's temperature step on log α, ``loss = log α · (H - H*)`` with ``H = -mean log π_E``, then
@@ -366,15 +407,20 @@ class EXPO(OffPolicyAlgorithm):
             self.log_ent_coef.clamp_(LOG_ENT_COEF_MIN, LOG_ENT_COEF_MAX)
 
     def _update_learning_rates(self) -> None:
-        """SB3's schedule for every optimiser; the base and edit actor also decay with a cosine over policy updates."""
+        """
+        SB3's schedule for every optimiser; the base and the edit actor also decay with a cosine over
+        their own updates (the base's include pretraining steps).
+        """
         learning_rate = self.lr_schedule(self._current_progress_remaining)
-        policy_learning_rate = learning_rate * cosine_decay(self._n_policy_updates, self.policy_lr_decay_steps)
         for optimizer in [self.critic.optimizer] + ([self.ent_coef_optimizer] if self.ent_coef_optimizer else []):
             update_learning_rate(optimizer, learning_rate)
-        for optimizer in [self.base.optimizer, self.edit_actor.optimizer]:
-            update_learning_rate(optimizer, policy_learning_rate)
+        base_learning_rate = learning_rate * cosine_decay(self._n_base_updates, self.policy_lr_decay_steps)
+        edit_learning_rate = learning_rate * cosine_decay(self._n_policy_updates, self.policy_lr_decay_steps)
+        update_learning_rate(self.base.optimizer, base_learning_rate)
+        update_learning_rate(self.edit_actor.optimizer, edit_learning_rate)
         self.logger.record("train/learning_rate", learning_rate)
-        self.logger.record("train/policy_learning_rate", policy_learning_rate)
+        self.logger.record("train/base_learning_rate", base_learning_rate)
+        self.logger.record("train/edit_learning_rate", edit_learning_rate)
 
     def _log_metrics(self, metrics: dict[str, list[th.Tensor]]) -> None:
         """Read all metrics of the call with one device-to-host copy; stop with a clear error on NaN/inf."""
@@ -393,6 +439,95 @@ class EXPO(OffPolicyAlgorithm):
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
         for name, value in logged.items():
             self.logger.record(f"train/{name}", value)
+
+    # ----------------------------------------------------------------------- offline data (ALGORITHM.md §5)
+
+    def attach_offline_data(self, dataset: OfflineSource | None = None) -> None:
+        """
+        Load offline data and mix it into every replay-buffer sample (``offline_ratio``).
+
+        :param dataset: a Minari id, an HDF5 path or :class:`~sb3_expo.data.OfflineTransitions`;
+            by default the model's ``offline_dataset``. Replaces any data attached before.
+        :raises ValueError: the data does not match the env's spaces, or the replay buffer cannot mix
+            (a custom ``replay_buffer_class`` that is not an offline buffer)
+        """
+        dataset = self.offline_dataset if dataset is None else dataset
+        if dataset is None:
+            raise ValueError("No offline dataset given: pass offline_dataset=... to EXPO or a dataset to this method")
+        if not isinstance(self.replay_buffer, OfflineMixingMixin):
+            raise ValueError(
+                f"The replay buffer {type(self.replay_buffer).__name__} cannot mix offline data: leave replay_buffer_class "
+                "unset (EXPO then picks OfflineReplayBuffer / DictOfflineReplayBuffer) or pass one of those."
+            )
+        transitions = load_offline_dataset(dataset, **self.offline_dataset_kwargs)
+        self.replay_buffer.attach_offline(transitions)
+        self._offline_transitions = transitions
+        self.offline_dataset = dataset
+
+    def pretrain(
+        self: SelfEXPO,
+        n_steps: int,
+        batch_size: int | None = None,
+        log_interval: int = 1000,
+        tb_log_name: str = "EXPO",
+        progress_bar: bool = False,
+    ) -> SelfEXPO:
+        """
+        Offline-to-online: pretrain the base policy (and its EMA) by imitation of the offline data only
+        (the paper: 500k steps on AntMaze and threading, 200k on square). The critics, the edit actor and
+        the temperature start fresh in :meth:`learn`, which then needs no random warm-up
+        (``learning_starts=0``).
+
+        TensorBoard: ``pretrain/base_loss`` every ``log_interval`` steps, in the same run as the following
+        ``learn()`` calls.
+
+        :param n_steps: gradient steps
+        :param batch_size: minibatch size (default: the model's ``batch_size``)
+        :param log_interval: steps between two log records
+        :param tb_log_name: name of the TensorBoard run
+        :param progress_bar: show a tqdm progress bar
+        :raises ValueError: no offline data is attached
+        """
+        if not isinstance(self.replay_buffer, OfflineMixingMixin) or self.replay_buffer.offline_size == 0:
+            raise ValueError("pretrain() imitates offline data: pass offline_dataset=... to EXPO first")
+        if getattr(self, "_logger", None) is None:
+            self.set_logger(configure_logger(self.verbose, self.tensorboard_log, tb_log_name, reset_num_timesteps=True))
+        batch_size = batch_size or self.batch_size
+        steps = range(n_steps)
+        if progress_bar:
+            from tqdm.auto import tqdm
+
+            steps = tqdm(steps, desc="pretraining the base policy")
+        self.policy.set_training_mode(True)
+        losses = []
+        for step in steps:
+            if step % log_interval == 0:
+                decay = cosine_decay(self._n_base_updates, self.policy_lr_decay_steps)
+                update_learning_rate(self.base.optimizer, self.lr_schedule(self._current_progress_remaining) * decay)
+            data = self.replay_buffer.sample_offline(batch_size, env=self._vec_normalize_env)
+            obs = self.policy.extract_features(data.observations, self.policy.features_extractor)
+            losses.append(self._base_step(obs, data.actions))
+            if (step + 1) % log_interval == 0 or step + 1 == n_steps:
+                self._log_pretraining(th.stack(losses).mean().item())
+                losses = []
+        return self
+
+    def _log_pretraining(self, base_loss: float) -> None:
+        if not math.isfinite(base_loss):
+            raise FloatingPointError(
+                f"EXPO: pretrain/base_loss became {base_loss} after {self._n_base_updates} steps: check the offline "
+                "data for NaN/inf or huge observations, or lower the learning_rate."
+            )
+        self.logger.record("pretrain/base_loss", base_loss)
+        self.logger.record("pretrain/n_updates", self._n_base_updates)
+        self.logger.record("pretrain/learning_rate", self.base.optimizer.param_groups[0]["lr"])
+        self.logger.dump(step=self._n_base_updates)
+
+    def load_replay_buffer(self, path: str | pathlib.Path | io.BufferedIOBase, truncate_last_traj: bool = True) -> None:
+        """SB3's ``load_replay_buffer``, then the offline data (never saved in the file) is attached again."""
+        super().load_replay_buffer(path, truncate_last_traj)
+        if self._offline_transitions is not None and isinstance(self.replay_buffer, OfflineMixingMixin):
+            self.replay_buffer.attach_offline(self._offline_transitions)
 
     # --------------------------------------------------------------------------------- SB3 plumbing
 
@@ -415,7 +550,11 @@ class EXPO(OffPolicyAlgorithm):
         )
 
     def _excluded_save_params(self) -> list[str]:
-        return [*super()._excluded_save_params(), "base", "base_ema", "edit_actor", "critic", "critic_target"]
+        excluded = [*super()._excluded_save_params(), "base", "base_ema", "edit_actor", "critic", "critic_target"]
+        excluded.append("_offline_transitions")  # the data is reloaded from `offline_dataset`, never saved
+        if isinstance(self.offline_dataset, OfflineTransitions):
+            excluded.append("offline_dataset")
+        return excluded
 
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
         state_dicts = ["policy", "base.optimizer", "edit_actor.optimizer", "critic.optimizer"]

@@ -210,6 +210,7 @@ def test_cosine_decay():
 def test_training_sets_decayed_policy_learning_rates(tiny_kwargs):
     model = filled_model(tiny_kwargs, policy_lr_decay_steps=10, learning_rate=1e-3)
     model._n_policy_updates = 5
+    model._n_base_updates = 5
     model.train(gradient_steps=2, batch_size=16)
     assert model.critic.optimizer.param_groups[0]["lr"] == pytest.approx(1e-3)
     assert model.base.optimizer.param_groups[0]["lr"] == pytest.approx(0.5e-3)
