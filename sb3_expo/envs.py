@@ -6,11 +6,12 @@ Importing this module registers :data:`POINTMAZE_ENV_ID` with gymnasium (``gym.m
 environment is created: install them with ``pip install "sb3_expo[robotics]"``.
 """
 
-import importlib
 from types import ModuleType
 from typing import Any
 
 import gymnasium as gym
+
+from sb3_expo.optional import import_optional
 
 POINTMAZE_ENV_ID = "sb3_expo/PointMazeUMazeFixed-v0"
 
@@ -32,20 +33,8 @@ POINTMAZE_GOAL_CELL = (1, 1)
 
 
 def import_robotics_dependency(name: str = "gymnasium_robotics") -> ModuleType:
-    """
-    Import a package of the ``robotics`` extra, or explain how to install it, so that ``import sb3_expo``
-    and the registration of the task work without MuJoCo.
-
-    :param name: module to import (``gymnasium_robotics``, ``mujoco``)
-    :return: the module
-    """
-    try:
-        return importlib.import_module(name)
-    except ImportError as error:
-        raise ImportError(
-            f"The PointMaze task needs the '{name}' package, which is not installed. "
-            f'Install the robotics extra: pip install "sb3_expo[robotics]"'
-        ) from error
+    """Import a package of the ``robotics`` extra (``gymnasium_robotics``, ``mujoco``), or explain how to install it."""
+    return import_optional(name, "robotics")
 
 
 class IsSuccessInfo(gym.Wrapper, gym.utils.RecordConstructorArgs):

@@ -1,12 +1,13 @@
 """One in-memory set of offline transitions, the checks it must pass before training, and reward transforms."""
 
 import dataclasses
-import importlib
 from types import ModuleType
 from typing import TypeVar
 
 import numpy as np
 from gymnasium import spaces
+
+from sb3_expo.optional import import_optional
 
 # An observation array (n, ...) for Box spaces, or one array per key for Dict spaces.
 Observations = np.ndarray | dict[str, np.ndarray]
@@ -17,20 +18,8 @@ ACTION_BOUND_TOLERANCE = 1e-4
 
 
 def import_offline_dependency(name: str) -> ModuleType:
-    """
-    Import a package of the ``offline`` extra, or explain how to install it. The loaders import their
-    dependencies only when called, so ``import sb3_expo`` works without them.
-
-    :param name: module to import (``minari``, ``h5py``)
-    :return: the module
-    """
-    try:
-        return importlib.import_module(name)
-    except ImportError as error:
-        raise ImportError(
-            f"Loading offline data needs the '{name}' package, which is not installed. "
-            f'Install the offline extra: pip install "sb3_expo[offline]"'
-        ) from error
+    """Import a package of the ``offline`` extra (``minari``, ``h5py``), or explain how to install it."""
+    return import_optional(name, "offline")
 
 
 def _as_float32(observations: Observations) -> Observations:
