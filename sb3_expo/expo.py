@@ -91,7 +91,8 @@ class EXPO(OffPolicyAlgorithm):
     :param policy_delay: critic updates per base / edit-actor / temperature update (the paper: 20, so
         one policy update per env step at UTD 20). The policy update uses the last minibatch before it.
     :param action_noise: optional extra action noise (not used by the paper)
-    :param replay_buffer_class: replay buffer class (``ReplayBuffer`` or ``DictReplayBuffer`` by default)
+    :param replay_buffer_class: replay buffer class; by default SB3's ``ReplayBuffer`` / ``DictReplayBuffer``, or
+        ``OfflineReplayBuffer`` / ``DictOfflineReplayBuffer`` when ``offline_dataset`` or a reward transform is set
     :param replay_buffer_kwargs: keyword arguments of the replay buffer
     :param optimize_memory_usage: SB3's memory-efficient replay buffer variant
     :param offline_dataset: offline data mixed into every batch (ALGORITHM.md §4-5): a Minari dataset id

@@ -77,7 +77,8 @@ class EditActor(nn.Module):
         self.latent = nn.Sequential(*layers)
         self.mu = nn.Linear(in_features, action_dim)
         self.log_std = nn.Linear(in_features, action_dim)
-        self.log_edit_scale = action_dim * math.log(edit_scale)
+        # log|det| of the scaling u -> β·u: the edit's density is u's density divided by β^d.
+        self.scaling_log_det = action_dim * math.log(edit_scale)
 
     def forward(self, obs: th.Tensor, actions: th.Tensor, deterministic: bool = False) -> tuple[th.Tensor, th.Tensor]:
         """
@@ -90,7 +91,7 @@ class EditActor(nn.Module):
         mean = self.mu(latent)
         log_std = self.log_std(latent).clamp(LOG_STD_MIN, LOG_STD_MAX)
         gaussian_sample = mean if deterministic else mean + log_std.exp() * th.randn_like(mean)
-        log_prob = squashed_gaussian_log_prob(gaussian_sample, mean, log_std) - self.log_edit_scale
+        log_prob = squashed_gaussian_log_prob(gaussian_sample, mean, log_std) - self.scaling_log_det
         return self.edit_scale * th.tanh(gaussian_sample), log_prob
 
 
