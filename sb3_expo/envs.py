@@ -1,5 +1,7 @@
 """
-Task environments for the examples: a PointMaze with a fixed start and goal and a sparse goal reward.
+Task environments for the examples: a PointMaze with a fixed start and goal and a sparse goal reward,
+and the wrappers the paper's task families need (success flags, AntMaze's end at the goal, Adroit's
+binary reward; the tasks themselves are registered in :mod:`sb3_expo.tasks`).
 
 Importing this module registers :data:`POINTMAZE_ENV_ID` with gymnasium (``gym.make`` and Minari's
 ``env_spec`` then recreate the task by id). MuJoCo and Gymnasium-Robotics are imported only when the
@@ -10,6 +12,7 @@ from types import ModuleType
 from typing import Any
 
 import gymnasium as gym
+import numpy as np
 
 from sb3_expo.optional import import_optional
 
@@ -98,6 +101,68 @@ def register_envs() -> None:
         max_episode_steps=POINTMAZE_MAX_EPISODE_STEPS,
         kwargs=dict(maze_map=POINTMAZE_UMAZE_FIXED, reward_type="sparse", continuing_task=False, reset_target=False),
     )
+
+
+# ------------------------------------------------------------------------------ wrappers of the paper's tasks
+
+
+class TerminateOnSuccess(gym.Wrapper, gym.utils.RecordConstructorArgs):
+    """
+    End the episode (``terminated=True``) at the first step whose ``info["success"]`` is true.
+
+    D4RL's AntMaze evaluation env ends an episode when the ant reaches the goal, so an episode's
+    success is its outcome. Gymnasium-Robotics' mazes recreated by Minari are continuing tasks
+    (``continuing_task=True``) that never terminate: without this wrapper an ant that reaches the goal
+    and walks on counts as a failure at the time limit, and the return counts steps at the goal.
+
+    :param env: an environment whose ``info`` has a boolean ``"success"`` entry
+    """
+
+    def __init__(self, env: gym.Env):
+        gym.utils.RecordConstructorArgs.__init__(self)
+        gym.Wrapper.__init__(self, env)
+
+    def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        return obs, reward, terminated or bool(info.get("success", False)), truncated, info
+
+
+class AdroitBinaryReward(gym.Wrapper, gym.utils.RecordConstructorArgs):
+    """
+    The binary Adroit tasks of Cal-QL / RLPD (``pen-binary``, ``door-binary``, ``relocate-binary``):
+    the reward is 0 at steps where the goal is achieved (``info["success"]``) and -1 otherwise, in
+    place of the env's dense shaped reward.
+
+    ``info["is_success"]`` (SB3's ``rollout/success_rate``, ``eval/success_rate``) follows the
+    Adroit success criterion of DAPG / D4RL: an episode succeeds when the goal was achieved on more than
+    ``min_success_steps`` of its steps (20 for pen, 25 for door and relocate).
+
+    :param env: a Gymnasium-Robotics Adroit hand environment (``AdroitHandPen-v1``, ...)
+    :param min_success_steps: the episode succeeds once the goal was achieved on more than this many steps
+    """
+
+    def __init__(self, env: gym.Env, min_success_steps: int = 20):
+        gym.utils.RecordConstructorArgs.__init__(self, min_success_steps=min_success_steps)
+        gym.Wrapper.__init__(self, env)
+        self.min_success_steps = min_success_steps
+        self._success_steps = 0
+
+    def reset(self, **kwargs: Any) -> tuple[Any, dict[str, Any]]:
+        obs, info = self.env.reset(**kwargs)
+        self._success_steps = 0
+        return obs, {**info, "is_success": False}
+
+    def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
+        obs, _, terminated, truncated, info = self.env.step(action)
+        success = bool(info.get("success", False))
+        self._success_steps += int(success)
+        is_success = self._success_steps > self.min_success_steps
+        return obs, binary_reward(success), terminated, truncated, {**info, "is_success": is_success}
+
+
+def binary_reward(success: Any) -> Any:
+    """The binary Adroit reward: 0 where the goal is achieved, -1 elsewhere (scalars or arrays)."""
+    return np.asarray(success, dtype=np.float32) - 1.0 if isinstance(success, np.ndarray) else float(bool(success)) - 1.0
 
 
 register_envs()
