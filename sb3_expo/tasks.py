@@ -28,6 +28,7 @@ import numpy as np
 from gymnasium import spaces
 
 from sb3_expo.data import DatasetNotFoundError
+from sb3_expo.data.pointmaze import POINTMAZE_DATASET_ID, build_pointmaze_dataset
 from sb3_expo.envs import AdroitBinaryReward, IsSuccessInfo, TerminateOnSuccess, binary_reward, import_robotics_dependency
 from sb3_expo.optional import import_optional
 
@@ -317,15 +318,9 @@ def make_robomimic_env(
 # ---------------------------------------------------------------------------------------- local datasets
 
 
-def _pointmaze_dataset() -> Any:
-    from sb3_expo.data.pointmaze import build_pointmaze_dataset
-
-    return build_pointmaze_dataset()
-
-
 # Datasets built on this machine instead of downloaded: id -> builder.
 LOCAL_DATASETS: dict[str, Callable[[], Any]] = {
-    "sb3_expo/pointmaze-umaze-noisy-expert-v0": _pointmaze_dataset,
+    POINTMAZE_DATASET_ID: build_pointmaze_dataset,
     **{adroit_binary_dataset_id(task): functools.partial(build_adroit_binary_dataset, task) for task in ADROIT_BINARY_TASKS},
 }
 

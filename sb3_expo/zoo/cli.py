@@ -1,0 +1,71 @@
+"""
+The ``sb3-expo`` command: rl-zoo's ``train`` and ``enjoy`` with EXPO registered as ``expo`` (the default
+``--algo``) and the shipped hyperparameters (``-conf`` names another file)::
+
+    sb3-expo train --env sb3_expo/AntMaze-large-diverse-v1
+    sb3-expo enjoy --env sb3_expo/AntMaze-large-diverse-v1 -f logs --no-render
+    sb3-expo train --env Pendulum-v1 -optimize --n-trials 20 -n 20000
+
+Every other option is rl-zoo's (``sb3-expo train --help``).
+"""
+
+import sys
+from collections.abc import Callable, Sequence
+
+from sb3_expo.optional import import_optional
+
+COMMANDS = ("train", "enjoy")
+USAGE = f"usage: sb3-expo {{{','.join(COMMANDS)}}} [rl-zoo options]   (sb3-expo train --help for the options)"
+
+
+def register_expo(for_playing: bool = False) -> None:
+    """
+    Register EXPO into rl-zoo's tables: the algorithm as ``expo``, its Optuna sampler and converter,
+    and :class:`~sb3_expo.zoo.experiment.ExpoExperimentManager` as the manager ``train`` builds.
+
+    :param for_playing: register the loader of ``enjoy`` (no replay buffer memory, no offline data)
+    """
+    import rl_zoo3.train
+    from rl_zoo3 import hyperparams_opt, utils
+
+    from sb3_expo.expo import EXPO
+    from sb3_expo.zoo.experiment import ExpoExperimentManager, EXPOForPlaying
+    from sb3_expo.zoo.hyperparams_opt import convert_expo_params, sample_expo_params
+
+    utils.ALGOS["expo"] = EXPOForPlaying if for_playing else EXPO
+    hyperparams_opt.HYPERPARAMS_SAMPLER["expo"] = sample_expo_params
+    hyperparams_opt.HYPERPARAMS_CONVERTER["expo"] = convert_expo_params
+    rl_zoo3.train.ExperimentManager = ExpoExperimentManager  # type: ignore[misc]
+
+
+def _command(name: str) -> Callable[[], None]:
+    import rl_zoo3.enjoy
+    import rl_zoo3.train
+
+    return {"train": rl_zoo3.train.train, "enjoy": rl_zoo3.enjoy.enjoy}[name]
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """
+    Entry point of ``sb3-expo``.
+
+    :param argv: ``[command, rl-zoo options...]`` (default ``sys.argv[1:]``)
+    :raises ImportError: rl-zoo is not installed (the message names the ``zoo`` extra)
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] not in COMMANDS:
+        print(USAGE, file=sys.stderr)
+        raise SystemExit(0 if argv and argv[0] in ("-h", "--help") else 2)
+    import_optional("rl_zoo3", "zoo")
+    import sb3_expo.tasks  # noqa: F401  (registers the paper's task ids)
+
+    command, options = argv[0], argv[1:]
+    register_expo(for_playing=command == "enjoy")
+    if "--algo" not in options:
+        options = ["--algo", "expo", *options]
+    sys.argv = [f"sb3-expo {command}", *options]
+    _command(command)()
+
+
+if __name__ == "__main__":
+    main()

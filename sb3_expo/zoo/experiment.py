@@ -1,0 +1,132 @@
+"""
+rl-zoo's ``ExperimentManager`` for EXPO: the shipped YAML by default, the keys rl-zoo has no notion of
+(pretraining, evaluation settings) and the offline datasets a YAML entry names.
+
+Extra keys a YAML entry may hold besides EXPO's arguments (removed before ``EXPO(...)`` is built):
+
+- ``pretrain_steps``: offline-to-online; ``model.pretrain(pretrain_steps)`` runs at the start of
+  ``learn()`` (:class:`PretrainCallback`), so it also runs in every ``-optimize`` trial;
+- ``eval_freq``, ``n_eval_episodes``, ``n_eval_envs``: the evaluation of the paper's task (``EvalCallback``,
+  ``eval/success_rate``); ``--eval-freq``, ``--eval-episodes`` and ``--n-eval-envs`` on the command line win;
+- ``deterministic_eval``: ``false`` evaluates the stochastic on-the-fly policy, as the paper does.
+"""
+
+import os
+import sys
+from typing import Any
+
+from rl_zoo3.exp_manager import ExperimentManager
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.callbacks import BaseCallback
+
+from sb3_expo.expo import EXPO
+from sb3_expo.tasks import prepare_offline_dataset
+from sb3_expo.zoo import DEFAULT_HYPERPARAMS
+
+# YAML key -> (ExperimentManager attribute, command-line flags that override it)
+EVALUATION_KEYS = {
+    "eval_freq": ("eval_freq", ("--eval-freq",)),
+    "n_eval_episodes": ("n_eval_episodes", ("--eval-episodes",)),
+    "n_eval_envs": ("n_eval_envs", ("--n-eval-envs",)),
+}
+
+
+class PretrainCallback(BaseCallback):
+    """
+    Offline-to-online pretraining for rl-zoo, which has no pretraining hook: at the start of ``learn()``
+    (the logger is set up by then, so ``pretrain/*`` lands in the same TensorBoard run) the base policy
+    is pretrained by imitation of the offline data with :meth:`sb3_expo.EXPO.pretrain`.
+
+    A model whose base policy was already trained (one resumed with ``-i``) is not pretrained again.
+
+    :param n_steps: pretraining gradient steps
+    :param progress_bar: show a progress bar
+    :param verbose: 1 prints when pretraining starts and ends
+    """
+
+    def __init__(self, n_steps: int, progress_bar: bool = False, verbose: int = 1):
+        super().__init__(verbose)
+        self.n_steps = n_steps
+        self.progress_bar = progress_bar
+
+    def _on_training_start(self) -> None:
+        model = self.model
+        if not isinstance(model, EXPO):
+            raise TypeError(f"pretrain_steps needs an EXPO model, got {type(model).__name__}")
+        if model._n_base_updates > 0:
+            if self.verbose:
+                print(f"Not pretraining: the base policy has had {model._n_base_updates} updates already")
+            return
+        if self.verbose:
+            print(f"Pretraining the base policy for {self.n_steps} steps on the offline data")
+        model.pretrain(self.n_steps, progress_bar=self.progress_bar)
+
+    def _on_step(self) -> bool:
+        return True
+
+
+def _on_command_line(flags: tuple[str, ...]) -> bool:
+    """Whether one of ``flags`` was given on the command line (then it wins over the YAML entry)."""
+    return any(arg == flag or arg.startswith(flag + "=") for arg in sys.argv[1:] for flag in flags)
+
+
+class ExpoExperimentManager(ExperimentManager):
+    """
+    rl-zoo's experiment manager, with three differences for EXPO:
+
+    - without ``-conf`` the hyperparameters come from :data:`~sb3_expo.zoo.DEFAULT_HYPERPARAMS`;
+    - without ``-tb`` TensorBoard logs go to ``<log folder>/tensorboard/<env>`` (never during ``-optimize``);
+    - the extra YAML keys of this module are applied, and a local offline dataset the entry names
+      (the PointMaze demo data, the relabelled Adroit data) is built if it is missing. A robomimic entry
+      whose ``offline_dataset`` is null takes the file of ``--env-kwargs dataset_path:...``.
+
+    Arguments: those of ``rl_zoo3.exp_manager.ExperimentManager``.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        if kwargs.get("config") is None:
+            self.config = str(DEFAULT_HYPERPARAMS)
+        if self.tensorboard_log is None and not self.optimize_hyperparameters:
+            self.tensorboard_log = os.path.join(self.log_folder, "tensorboard", self.env_name)
+
+    def read_hyperparameters(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        hyperparams, saved_hyperparams = super().read_hyperparameters()
+        dataset_path = (hyperparams.get("env_kwargs") or self.env_kwargs or {}).get("dataset_path")
+        if "offline_dataset" in hyperparams and hyperparams["offline_dataset"] is None and dataset_path is not None:
+            hyperparams["offline_dataset"] = saved_hyperparams["offline_dataset"] = dataset_path
+        prepare_offline_dataset(hyperparams.get("offline_dataset"))
+        return hyperparams, saved_hyperparams
+
+    def _preprocess_hyperparams(self, hyperparams: dict[str, Any]) -> tuple[dict[str, Any], Any, list[BaseCallback], Any]:
+        hyperparams = dict(hyperparams)
+        for key, (attribute, flags) in EVALUATION_KEYS.items():
+            value = hyperparams.pop(key, None)
+            if value is not None and not _on_command_line(flags):
+                setattr(self, attribute, int(value))
+        if "deterministic_eval" in hyperparams:
+            self.deterministic_eval = bool(hyperparams.pop("deterministic_eval"))
+        pretrain_steps = int(hyperparams.pop("pretrain_steps", 0) or 0)
+        if pretrain_steps > 0:
+            callbacks = hyperparams.get("callback") or []
+            callbacks = callbacks if isinstance(callbacks, list) else [callbacks]
+            hyperparams["callback"] = [PretrainCallback(pretrain_steps, progress_bar=self.show_progress), *callbacks]
+        return super()._preprocess_hyperparams(hyperparams)
+
+    def learn(self, model: BaseAlgorithm) -> None:
+        super().learn(model)
+        if self.tensorboard_log is not None:
+            print(f"TensorBoard logs: {model.logger.get_dir()}")
+            print(f"    open them with: tensorboard --logdir {self.tensorboard_log}")
+
+
+class EXPOForPlaying(EXPO):
+    """
+    ``EXPO.load`` for ``enjoy``: with a one-transition replay buffer and without the offline data, which
+    acting never uses (rl-zoo shrinks the buffer only for the off-policy algorithms it knows).
+    """
+
+    @classmethod
+    def load(cls, path: Any, env: Any = None, device: Any = "auto", custom_objects: Any = None, **kwargs: Any) -> EXPO:
+        kwargs = {"buffer_size": 1, "offline_dataset": None, **kwargs}
+        return EXPO.load(path, env=env, device=device, custom_objects=custom_objects, **kwargs)
