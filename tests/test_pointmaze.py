@@ -11,7 +11,14 @@ minari = pytest.importorskip("minari")
 
 from sb3_expo import envs  # noqa: E402
 from sb3_expo.data import load_minari, validate_against_env  # noqa: E402
-from sb3_expo.data.pointmaze import PointMazeExpert, build_pointmaze_dataset, rollout_episode, shortest_path  # noqa: E402
+from sb3_expo.data.pointmaze import (  # noqa: E402
+    PointMazeExpert,
+    PointMazeWanderer,
+    build_pointmaze_dataset,
+    record_episodes,
+    rollout_episode,
+    shortest_path,
+)
 from sb3_expo.envs import POINTMAZE_ENV_ID, make_pointmaze_env  # noqa: E402
 
 # The ball and goal start anywhere within +-0.25 of their cell centres.
@@ -77,6 +84,24 @@ def test_expert_always_reaches_the_goal(env, noise):
     assert env.action_space.contains(actions.max(axis=0)) and env.action_space.contains(actions.min(axis=0))
 
 
+def test_wanderer_roams_but_never_finishes(env):
+    wanderer = PointMazeWanderer(env, seed=0)
+    assert envs.POINTMAZE_GOAL_CELL not in wanderer.cells and envs.POINTMAZE_START_CELL in wanderer.cells
+    episode = rollout_episode(env, wanderer, seed=0)
+    assert not episode["is_success"] and episode["truncations"][-1]
+    cells = {wanderer._cell(xy) for xy in episode["observations"]["achieved_goal"]}
+    assert len(cells) >= 3  # it travels, rather than sitting at the start
+
+
+def test_mixture_of_experts_and_wanderers(env):
+    episodes = record_episodes(env, n_episodes=6, expert_fraction=0.5, noise_std=0.3, seed=3)
+    successes = [episode["is_success"] for episode in episodes]
+    assert 0 < sum(successes) < 6  # both kinds (for this seed)
+    again = record_episodes(env, n_episodes=6, expert_fraction=0.5, noise_std=0.3, seed=3)
+    assert all(np.array_equal(a["actions"], b["actions"]) for a, b in zip(episodes, again))
+    assert all(episode["is_success"] for episode in record_episodes(env, 2, expert_fraction=1.0, noise_std=0.3, seed=3))
+
+
 def test_random_actions_do_not_reach_the_goal(env):
     env.action_space.seed(0)
     episodes = [rollout_episode(env, lambda obs: env.action_space.sample(), seed=seed) for seed in range(3)]
@@ -99,7 +124,7 @@ def minari_root(tmp_path, monkeypatch):
 
 def test_build_dataset_loads_and_is_reused(minari_root, env):
     dataset_id = "test/pointmaze-expert-v0"
-    dataset = build_pointmaze_dataset(dataset_id, n_episodes=3, seed=5)
+    dataset = build_pointmaze_dataset(dataset_id, n_episodes=3, expert_fraction=1.0, seed=5)
     assert (minari_root / "test" / "pointmaze-expert-v0" / "data").is_dir()
     lengths = [len(episode.rewards) for episode in dataset.iterate_episodes()]
     assert dataset.total_episodes == 3 and dataset.total_steps == sum(lengths)
@@ -120,3 +145,5 @@ def test_build_dataset_loads_and_is_reused(minari_root, env):
         build_pointmaze_dataset(dataset_id, n_episodes=2)
     rebuilt = build_pointmaze_dataset(dataset_id, n_episodes=2, overwrite=True)
     assert rebuilt.total_episodes == 2
+    with pytest.raises(ValueError, match="expert_fraction"):
+        build_pointmaze_dataset(dataset_id, expert_fraction=1.5)

@@ -1,10 +1,11 @@
 """
-A scripted PointMaze expert and the offline dataset it records, built locally (no download).
+Scripted PointMaze controllers and the mixed-quality offline dataset they record, built locally (no download).
 
 The expert plans over maze cells (breadth-first search) and steers the ball with a PD controller, as
-the D4RL maze datasets were collected, with Gaussian action noise on top. Its actions are saturated at
-the bounds on about 60% of the components, so the noise bends the paths only a little: the data owes
-most of its spread to the +-0.25 jitter of the start and goal positions.
+the D4RL maze datasets were collected, with Gaussian action noise on top; it always reaches the goal.
+Alone it makes data that imitation solves outright, leaving nothing for online RL to show, so the
+dataset mixes in a wanderer (the same controller roaming between other cells), like D4RL's "diverse"
+data that mostly does something else than the task.
 ``python -m sb3_expo.data.pointmaze`` builds the dataset into ``$MINARI_DATASETS_PATH``.
 """
 
@@ -20,8 +21,9 @@ import numpy as np
 from sb3_expo.data.transitions import import_offline_dependency
 from sb3_expo.envs import POINTMAZE_ENV_ID, make_pointmaze_env
 
-POINTMAZE_DATASET_ID = "sb3_expo/pointmaze-umaze-noisy-expert-v0"
+POINTMAZE_DATASET_ID = "sb3_expo/pointmaze-umaze-mixed-v0"
 DEFAULT_N_EPISODES = 200
+DEFAULT_EXPERT_FRACTION = 0.3
 DEFAULT_NOISE_STD = 0.3
 
 Cell = tuple[int, int]
@@ -89,18 +91,22 @@ class PointMazeExpert:
         row, column = self.maze.cell_xy_to_rowcol(xy)
         return int(row), int(column)
 
-    def waypoint(self, position: np.ndarray, goal: np.ndarray) -> np.ndarray:
+    def target(self, observation: dict[str, np.ndarray]) -> np.ndarray:
+        """Where the controller is going: the goal. Subclasses steer elsewhere."""
+        return observation["desired_goal"]
+
+    def waypoint(self, position: np.ndarray, target: np.ndarray) -> np.ndarray:
         """
-        Where the ball should head now: the centre of the next cell on the shortest path, or the goal
-        once the ball is in the goal's cell.
+        Where the ball should head now: the centre of the next cell on the shortest path, or the target
+        itself once the ball is in the target's cell.
 
         :param position: the ball's ``(x, y)``
-        :param goal: the goal's ``(x, y)``
+        :param target: the ``(x, y)`` to reach (the goal, for the expert)
         :return: the waypoint's ``(x, y)``
         """
-        path = shortest_path(self.maze.maze_map, self._cell(position), self._cell(goal))
+        path = shortest_path(self.maze.maze_map, self._cell(position), self._cell(target))
         if len(path) == 1:
-            return np.asarray(goal, dtype=np.float64)
+            return np.asarray(target, dtype=np.float64)
         return self.maze.cell_rowcol_to_xy(np.array(path[1]))
 
     def __call__(self, observation: dict[str, np.ndarray]) -> np.ndarray:
@@ -109,10 +115,44 @@ class PointMazeExpert:
         :return: the action, clipped to the action space
         """
         position, velocity = observation["achieved_goal"], observation["observation"][2:4]
-        action = self.p_gain * (self.waypoint(position, observation["desired_goal"]) - position) - self.d_gain * velocity
+        waypoint = self.waypoint(position, self.target(observation))
+        action = self.p_gain * (waypoint - position) - self.d_gain * velocity
         if self.noise_std > 0:
             action = action + self.rng.normal(0.0, self.noise_std, size=action.shape)
         return np.clip(action, self.action_space.low, self.action_space.high).astype(self.action_space.dtype)
+
+
+class PointMazeWanderer(PointMazeExpert):
+    """
+    Suboptimal data: the same controller, but it goes back and forth between random cells of the maze
+    other than the goal's (a new one each time it gets within ``reach`` of the last), so it never
+    finishes the task. Mixed with expert episodes it makes every corridor state carry both directions
+    of travel: imitation alone then dithers, and a learned Q-function is needed to pick the way to the goal.
+
+    :param env: a PointMaze environment
+    :param reach: distance to a cell centre that counts as arrived there
+    :param kwargs: :class:`PointMazeExpert` arguments (``noise_std``, gains, ``seed``)
+    """
+
+    def __init__(self, env: gym.Env, reach: float = 0.3, **kwargs: Any):
+        super().__init__(env, **kwargs)
+        maze_map = self.maze.maze_map
+        self.cells = [
+            (row, column)
+            for row in range(len(maze_map))
+            for column in range(len(maze_map[row]))
+            if maze_map[row][column] != 1 and maze_map[row][column] != "g"
+        ]
+        self.reach = reach
+        self._target: np.ndarray | None = None
+
+    def target(self, observation: dict[str, np.ndarray]) -> np.ndarray:
+        position = observation["achieved_goal"]
+        if self._target is None or np.linalg.norm(position - self._target) < self.reach:
+            here = self._cell(position)
+            choices = [cell for cell in self.cells if cell != here]
+            self._target = self.maze.cell_rowcol_to_xy(np.array(choices[self.rng.integers(len(choices))]))
+        return self._target
 
 
 def _stack(observations: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
@@ -167,32 +207,62 @@ def _load_existing(minari: Any, dataset_id: str, n_episodes: int, overwrite: boo
     return dataset
 
 
+def record_episodes(
+    env: gym.Env, n_episodes: int, expert_fraction: float, noise_std: float, seed: int
+) -> list[dict[str, Any]]:
+    """
+    Roll out a mix of :class:`PointMazeExpert` and :class:`PointMazeWanderer` episodes.
+
+    :param env: the PointMaze task
+    :param n_episodes: how many episodes
+    :param expert_fraction: each episode is the expert's with this probability, else the wanderer's
+    :param noise_std: action noise of both controllers
+    :param seed: episode ``i`` resets with ``seed + i``; the controllers' generators derive from ``seed``
+    :return: the episodes, as :func:`rollout_episode` returns them
+    """
+    rng = np.random.default_rng(seed)
+    expert = PointMazeExpert(env, noise_std=noise_std, seed=seed)
+    wanderer = PointMazeWanderer(env, noise_std=noise_std, seed=seed + 1)
+    return [
+        rollout_episode(env, expert if rng.random() < expert_fraction else wanderer, seed=seed + index)
+        for index in range(n_episodes)
+    ]
+
+
 def build_pointmaze_dataset(
     dataset_id: str = POINTMAZE_DATASET_ID,
     n_episodes: int = DEFAULT_N_EPISODES,
+    expert_fraction: float = DEFAULT_EXPERT_FRACTION,
     noise_std: float = DEFAULT_NOISE_STD,
     seed: int = 0,
     overwrite: bool = False,
 ) -> Any:
     """
-    Record :class:`PointMazeExpert` episodes on :data:`~sb3_expo.envs.POINTMAZE_ENV_ID` as a local Minari
-    dataset, so the offline-to-online example needs no download. The dataset lives under
-    ``$MINARI_DATASETS_PATH`` (default ``~/.minari/datasets``) and loads with
+    Record a mixed-quality offline dataset on :data:`~sb3_expo.envs.POINTMAZE_ENV_ID` as a local Minari
+    dataset, so the offline-to-online example needs no download: ``expert_fraction`` of the episodes
+    come from :class:`PointMazeExpert` (they reach the goal in 110-150 steps), the rest from
+    :class:`PointMazeWanderer` (they roam the maze until the time limit). Imitating this data gives a
+    policy that rarely reaches the goal in time; the expert episodes show the critic the way.
+
+    The dataset lives under ``$MINARI_DATASETS_PATH`` (default ``~/.minari/datasets``) and loads with
     ``sb3_expo.data.load_minari(dataset_id)``; its ``env_spec`` recreates the task
     (``dataset.recover_environment()``). Each episode ends at the goal (a terminal with reward 1) or at
     the time limit (a truncation).
 
     :param dataset_id: Minari id to write (``namespace/name-vN``)
-    :param n_episodes: episodes to record; 200 (about 24k transitions, a few seconds) is plenty for
-        pretraining the base policy by imitation
-    :param noise_std: Gaussian action noise of the expert (on unsaturated actions it perturbs the paths;
-        success stays at 100% up to at least 0.5)
-    :param seed: seed of episode ``i``'s reset is ``seed + i``; the noise generator is seeded with ``seed``
+    :param n_episodes: episodes to record (the default 200 is about 50k transitions and takes seconds)
+    :param expert_fraction: probability that an episode is the expert's; 1 records expert data only
+    :param noise_std: Gaussian action noise of both controllers (on unsaturated actions it perturbs the
+        paths; the expert's success stays at 100% up to at least 0.5)
+    :param seed: episode ``i`` resets with ``seed + i``; the choice of controller and their noise are
+        seeded from ``seed`` too
     :param overwrite: rebuild the dataset if ``dataset_id`` exists; otherwise the existing one is reused
         (with a warning if its number of episodes differs)
     :return: the ``minari.MinariDataset``
     :raises ImportError: Minari, Gymnasium-Robotics or MuJoCo is not installed
     """
+    if not 0.0 <= expert_fraction <= 1.0:
+        raise ValueError(f"expert_fraction must be in [0, 1], got {expert_fraction}")
     minari = import_offline_dependency("minari")
     existing = _load_existing(minari, dataset_id, n_episodes, overwrite)
     if existing is not None:
@@ -200,9 +270,8 @@ def build_pointmaze_dataset(
     from minari.data_collector import EpisodeBuffer
 
     env = make_pointmaze_env()
-    expert = PointMazeExpert(env, noise_std=noise_std, seed=seed)
     try:
-        episodes = [rollout_episode(env, expert, seed=seed + index) for index in range(n_episodes)]
+        episodes = record_episodes(env, n_episodes, expert_fraction, noise_std, seed)
     finally:
         env.close()
     buffers = [
@@ -217,15 +286,16 @@ def build_pointmaze_dataset(
             buffers,
             env=env.spec,
             eval_env=env.spec,
-            algorithm_name=f"PointMazeExpert(noise_std={noise_std})",
+            algorithm_name=f"PointMazeExpert/PointMazeWanderer(expert_fraction={expert_fraction}, noise_std={noise_std})",
             author="sb3_expo",
             code_permalink="sb3_expo.data.pointmaze.build_pointmaze_dataset",
             ref_min_score=0.0,  # random actions practically never reach the goal
             ref_max_score=1.0,  # the sparse return of an episode that reaches it
             description=(
-                f"{n_episodes} episodes of a breadth-first-search + PD controller with Gaussian action noise "
-                f"(std {noise_std}) on {POINTMAZE_ENV_ID}: fixed start and goal cells, sparse reward 1 and "
-                f"termination at the goal. Expert success rate {success_rate:.2f}."
+                f"{n_episodes} episodes on {POINTMAZE_ENV_ID} (fixed start and goal cells, sparse reward 1 and "
+                f"termination at the goal): a share {expert_fraction} by a breadth-first-search + PD controller that "
+                f"goes to the goal, the rest by the same controller roaming between random other cells, both with "
+                f"Gaussian action noise (std {noise_std}). Success rate of the episodes: {success_rate:.2f}."
             ),
             requirements=["gymnasium-robotics>=1.3", "mujoco>=3.3,<3.9"],
         )
@@ -238,6 +308,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--dataset-id", default=POINTMAZE_DATASET_ID)
     parser.add_argument("--n-episodes", type=int, default=DEFAULT_N_EPISODES)
+    parser.add_argument("--expert-fraction", type=float, default=DEFAULT_EXPERT_FRACTION)
     parser.add_argument("--noise-std", type=float, default=DEFAULT_NOISE_STD)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--overwrite", action="store_true", help="rebuild the dataset if it exists")
@@ -253,14 +324,17 @@ def main(argv: list[str] | None = None) -> None:
     """
     args = _parse_args(argv)
     start = time.perf_counter()
-    dataset = build_pointmaze_dataset(args.dataset_id, args.n_episodes, args.noise_std, args.seed, args.overwrite)
+    dataset = build_pointmaze_dataset(
+        args.dataset_id, args.n_episodes, args.expert_fraction, args.noise_std, args.seed, args.overwrite
+    )
     episodes = list(dataset.iterate_episodes())
     success_rate = np.mean([bool(episode.terminations[-1]) for episode in episodes])
     from minari.storage.datasets_root_dir import get_dataset_path
 
     print(f"Dataset '{dataset.id}' at {get_dataset_path(dataset.id)} ({time.perf_counter() - start:.1f} s)")
     print(f"{dataset.total_episodes} episodes, {dataset.total_steps} transitions")
-    print(f"Expert success rate: {success_rate:.2f}, mean episode length {dataset.total_steps / dataset.total_episodes:.1f}")
+    mean_length = dataset.total_steps / dataset.total_episodes
+    print(f"Success rate of the episodes: {success_rate:.2f}, mean episode length {mean_length:.1f}")
 
 
 if __name__ == "__main__":
