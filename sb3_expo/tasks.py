@@ -191,6 +191,7 @@ def build_adroit_binary_dataset(
             dataset_id,
             buffers,
             env=adroit_binary_env_id(task),
+            eval_env=adroit_binary_env_id(task),
             observation_space=original.observation_space,
             action_space=original.action_space,
             algorithm_name=f"{source_id} relabelled",
