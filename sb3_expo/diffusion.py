@@ -13,6 +13,8 @@ Pieces, in the order the paper describes them:
 """
 
 import math
+from collections.abc import Callable
+from typing import Any
 
 import torch as th
 from torch import nn
@@ -151,6 +153,9 @@ class DiffusionPolicy(nn.Module):
         self.register_buffer("betas", betas)
         self.register_buffer("alphas", alphas)
         self.register_buffer("alpha_bars", th.cumprod(alphas, dim=0))
+        # Speed options, set by ExpoPolicy: bf16 autocast of the denoiser while sampling, a compiled sampler.
+        self.mixed_precision = False
+        self._compiled_denoise: Callable[[th.Tensor, th.Tensor], th.Tensor] | None = None
 
     def loss(self, obs: th.Tensor, actions: th.Tensor) -> th.Tensor:
         """
@@ -166,23 +171,52 @@ class DiffusionPolicy(nn.Module):
         noisy_actions = alpha_bar.sqrt() * actions + (1 - alpha_bar).sqrt() * noise
         return ((self.denoiser(obs, noisy_actions, t) - noise) ** 2).sum(dim=-1).mean()
 
-    def sample(self, obs: th.Tensor) -> th.Tensor:
+    def sample(self, obs: th.Tensor, noise: th.Tensor | None = None) -> th.Tensor:
         """
         Draw one action per row of ``obs`` with the reference's DDPM sampler: for k = T-1..0,
         ``x ← (x - (1-α_k)/√(1-ᾱ_k) · ε_θ) / √α_k``, plus ``√β_k · z`` when k > 0, clipped to [-1, 1]
         after every step. Repeat rows of ``obs`` to draw several actions per state.
 
         :param obs: observation features ``(B, obs_dim)``
+        :param noise: all the sampler's Gaussian draws ``(T, B, action_dim)``, see :meth:`denoise`; drawn
+            here by default
         :return: actions ``(B, action_dim)`` in [-1, 1]
         """
-        x = th.randn(obs.shape[0], self.action_dim, device=obs.device)
+        if noise is None:
+            noise = th.randn(self.n_steps, obs.shape[0], self.action_dim, device=obs.device)
+        return self.denoise(obs, noise)
+
+    def denoise(self, obs: th.Tensor, noise: th.Tensor) -> th.Tensor:
+        """
+        The sampler as a deterministic function of its noise: ``noise[0]`` is x_T, ``noise[T - k]`` the
+        ``z`` added at step k. Keeping the random draws outside makes this the part that can be compiled
+        (:meth:`compile`) and lets the compiled and eager paths be compared on identical inputs.
+
+        :param obs: observation features ``(B, obs_dim)``
+        :param noise: ``(T, B, action_dim)`` standard Gaussian draws
+        :return: actions ``(B, action_dim)`` in [-1, 1]
+        """
+        denoise = self._compiled_denoise if self._compiled_denoise is not None else self._denoise_eager
+        return denoise(obs, noise)
+
+    def _denoise_eager(self, obs: th.Tensor, noise: th.Tensor) -> th.Tensor:
+        x = noise[0]
         # One embedding per step for the whole batch: it does not depend on the row.
-        steps = th.arange(self.n_steps, device=obs.device)
-        time_embeddings = self.denoiser.embed_time(steps)
+        time_embeddings = self.denoiser.embed_time(th.arange(self.n_steps, device=obs.device))
         for k in reversed(range(self.n_steps)):
-            eps = self.denoiser(obs, x, time_embeddings[k : k + 1])
-            x = (x - (1 - self.alphas[k]) / (1 - self.alpha_bars[k]).sqrt() * eps) / self.alphas[k].sqrt()
+            with th.autocast(obs.device.type, dtype=th.bfloat16, enabled=self.mixed_precision):
+                eps = self.denoiser(obs, x, time_embeddings[k : k + 1])
+            x = (x - (1 - self.alphas[k]) / (1 - self.alpha_bars[k]).sqrt() * eps.float()) / self.alphas[k].sqrt()
             if k > 0:
-                x = x + self.betas[k].sqrt() * th.randn_like(x)
+                x = x + self.betas[k].sqrt() * noise[self.n_steps - k]
             x = x.clamp(-1.0, 1.0)
         return x
+
+    def compile_sampler(self, **compile_kwargs: Any) -> None:
+        """
+        Run :meth:`denoise` through ``torch.compile`` from now on: the whole T-step loop becomes one
+        graph, with the same numbers as eager up to floating-point reassociation.
+
+        :param compile_kwargs: arguments of ``torch.compile`` (``mode``, ``dynamic``, ``backend``, ...)
+        """
+        self._compiled_denoise = th.compile(self._denoise_eager, **compile_kwargs)

@@ -128,6 +128,16 @@ class EXPO(OffPolicyAlgorithm):
         ``-d/2 + d·log β``: the reference's ``-d/2`` measured on ``u`` before scaling. The reference
         code's literal target ``-d/2`` (on ``β·u``) is unreachable for β < 0.3, so there α only grows
         (here: to the clamp); pass ``target_entropy=-d/2`` to reproduce it.
+    :param compile_mode: ``None`` runs eagerly. A ``torch.compile`` mode (``"default"``, ``"max-autotune"``,
+        ``"max-autotune-no-cudagraphs"``, or ``"reduce-overhead"`` for CUDA graphs) compiles the hot paths:
+        the diffusion sampler (all T steps as one graph), the target critics' scoring of candidates with
+        the TD target, and the critic loss with its backward. Same mathematics and, up to floating-point
+        reassociation, the same numbers as eager (``tests/test_speed_paths.py``). Compiling takes tens
+        of seconds at the first ``learn()`` / ``predict()`` call and again for every new batch shape;
+        it pays off on a GPU at the paper's settings (``benchmarks/speed.py`` measures it).
+    :param mixed_precision: run the denoiser in bfloat16 autocast while sampling candidates (the bulk of
+        EXPO's compute, ALGORITHM.md §8). For GPUs with fast bf16 (A100, H100); on a CPU it is slower.
+        Training losses and the critics stay in float32.
     :param stats_window_size: window size of the rollout logging (episodes)
     :param tensorboard_log: the log location for TensorBoard (if None, no logging)
     :param policy_kwargs: extra arguments of :class:`~sb3_expo.policies.ExpoPolicy`: ``net_arch``
@@ -178,6 +188,8 @@ class EXPO(OffPolicyAlgorithm):
         policy_lr_decay_steps: int | None = 3_000_000,
         ent_coef: str | float = "auto",
         target_entropy: str | float = "auto",
+        compile_mode: str | None = None,
+        mixed_precision: bool = False,
         stats_window_size: int = 100,
         tensorboard_log: str | None = None,
         policy_kwargs: dict[str, Any] | None = None,
@@ -227,6 +239,8 @@ class EXPO(OffPolicyAlgorithm):
         self.policy_lr_decay_steps = policy_lr_decay_steps
         self.ent_coef = ent_coef
         self.target_entropy = target_entropy
+        self.compile_mode = compile_mode
+        self.mixed_precision = mixed_precision
         self.log_ent_coef: th.Tensor | None = None
         self.ent_coef_optimizer: th.optim.Adam | None = None
         self._n_policy_updates = 0
@@ -247,6 +261,7 @@ class EXPO(OffPolicyAlgorithm):
             n_edit_samples=self.n_edit_samples,
             edit_scale=self.edit_scale,
             diffusion_steps=self.diffusion_steps,
+            mixed_precision=self.mixed_precision,
         )
         reward_transform = RewardTransform(self.reward_scale, self.reward_shift)
         if self.replay_buffer_class is None and (self.offline_dataset is not None or not reward_transform.is_identity):
@@ -255,6 +270,7 @@ class EXPO(OffPolicyAlgorithm):
             self.replay_buffer_kwargs.update(offline_ratio=self.offline_ratio, reward_transform=reward_transform)
         super()._setup_model()
         self._create_aliases()
+        self._compile_hot_paths()
         if self.offline_dataset is not None:
             self.attach_offline_data(self.offline_dataset)
 
@@ -271,6 +287,17 @@ class EXPO(OffPolicyAlgorithm):
             self.ent_coef_optimizer = th.optim.Adam([self.log_ent_coef], lr=self.lr_schedule(1))
         else:
             self.ent_coef_tensor = th.tensor(float(self.ent_coef), device=self.device)
+
+    def _compile_hot_paths(self) -> None:
+        """Bind the eager or ``torch.compile``-d versions of the sampler, the TD target and the critic loss."""
+        self._td_targets_fn, self._critic_loss_fn = self._td_targets, self._critic_loss
+        if self.compile_mode is None:
+            return
+        # Static shapes: the batch shapes of training and acting are fixed, each compiles once.
+        compile_kwargs = dict(mode=self.compile_mode, dynamic=False)
+        self.policy.compile_samplers(**compile_kwargs)
+        self._td_targets_fn = th.compile(self._td_targets, **compile_kwargs)
+        self._critic_loss_fn = th.compile(self._critic_loss, **compile_kwargs)
 
     def _check_arguments(self) -> None:
         if self.policy_delay < 1:
@@ -321,9 +348,13 @@ class EXPO(OffPolicyAlgorithm):
             for j in range(n_steps):
                 batch = slice((step + j) * batch_size, (step + j + 1) * batch_size)
                 with th.no_grad():
-                    q_candidates = self.policy.score_candidates(next_obs[batch], candidates[j])
-                    target, best = td_target(
-                        q_candidates, rewards[batch], not_terminal[batch], self.gamma, selection_subsets[j], value_subsets[j]
+                    target, best = self._td_targets_fn(
+                        next_obs[batch],
+                        candidates[j],
+                        rewards[batch],
+                        not_terminal[batch],
+                        selection_subsets[j],
+                        value_subsets[j],
                     )
                 q_values = self._critic_step(obs[batch], actions[batch], target, metrics)
                 metrics["edit_win_rate"].append((best >= self.n_base_samples).float().mean())
@@ -345,10 +376,27 @@ class EXPO(OffPolicyAlgorithm):
         self.policy.set_training_mode(True)
         return candidates
 
+    def _td_targets(
+        self,
+        next_obs: th.Tensor,
+        candidates: th.Tensor,
+        rewards: th.Tensor,
+        not_terminal: th.Tensor,
+        selection_subset: th.Tensor,
+        value_subset: th.Tensor,
+    ) -> tuple[th.Tensor, th.Tensor]:
+        """Score the OTF candidates at s' with the target critics, then :func:`td_target`."""
+        q_candidates = self.policy.score_candidates(next_obs, candidates)
+        return td_target(q_candidates, rewards, not_terminal, self.gamma, selection_subset, value_subset)
+
+    def _critic_loss(self, obs: th.Tensor, actions: th.Tensor, target: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
+        """Mean squared TD error of every critic against the same target; also returns the Q-values ``(E, B)``."""
+        q_values = self.critic(obs, actions)
+        return ((q_values - target) ** 2).mean(), q_values
+
     def _critic_step(self, obs: th.Tensor, actions: th.Tensor, target: th.Tensor, metrics: dict) -> th.Tensor:
         """Regress every critic on the same target, one Adam step, then Polyak-update the target critics."""
-        q_values = self.critic(obs, actions)
-        critic_loss = ((q_values - target) ** 2).mean()
+        critic_loss, q_values = self._critic_loss_fn(obs, actions, target)
         self.critic.optimizer.zero_grad(set_to_none=True)
         critic_loss.backward()
         self.critic.optimizer.step()
@@ -553,6 +601,7 @@ class EXPO(OffPolicyAlgorithm):
     def _excluded_save_params(self) -> list[str]:
         excluded = [*super()._excluded_save_params(), "base", "base_ema", "edit_actor", "critic", "critic_target"]
         excluded.append("_offline_transitions")  # the data is reloaded from `offline_dataset`, never saved
+        excluded += ["_td_targets_fn", "_critic_loss_fn"]  # rebound (and recompiled) when the model is rebuilt
         if isinstance(self.offline_dataset, OfflineTransitions):
             excluded.append("offline_dataset")
         return excluded

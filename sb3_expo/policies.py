@@ -8,7 +8,7 @@ takes part and implements that selection; the training losses live in :class:`sb
 
 import copy
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch as th
 from gymnasium import spaces
@@ -25,6 +25,21 @@ from torch.nn import functional as F
 
 from sb3_expo.critics import CriticEnsemble, random_subsets, subset_min
 from sb3_expo.diffusion import DiffusionPolicy
+
+
+class CandidateNoise(NamedTuple):
+    """The Gaussian draws behind one set of OTF candidates (see :meth:`ExpoPolicy.propose_candidates`)."""
+
+    base: th.Tensor  # (T, B·N, action_dim): the diffusion sampler's x_T and step noises
+    edit: th.Tensor  # (B·K, action_dim): the edit actor's reparameterised samples
+
+    def rows(self, start: int, stop: int, n_base_samples: int, n_edit_samples: int) -> "CandidateNoise":
+        """The draws of states ``start..stop-1`` only."""
+        return CandidateNoise(
+            self.base[:, start * n_base_samples : stop * n_base_samples],
+            self.edit[start * n_edit_samples : stop * n_edit_samples],
+        )
+
 
 # Same bounds as SB3's SAC actor.
 LOG_STD_MIN, LOG_STD_MAX = -20, 2
@@ -80,17 +95,22 @@ class EditActor(nn.Module):
         # log|det| of the scaling u -> β·u: the edit's density is u's density divided by β^d.
         self.scaling_log_det = action_dim * math.log(edit_scale)
 
-    def forward(self, obs: th.Tensor, actions: th.Tensor, deterministic: bool = False) -> tuple[th.Tensor, th.Tensor]:
+    def forward(
+        self, obs: th.Tensor, actions: th.Tensor, deterministic: bool = False, noise: th.Tensor | None = None
+    ) -> tuple[th.Tensor, th.Tensor]:
         """
         :param obs: observation features ``(B, obs_dim)``
         :param actions: base actions to edit ``(B, action_dim)``
         :param deterministic: use the mode ``tanh(μ)`` instead of a (reparameterised) sample
+        :param noise: the standard Gaussian draw of the sample ``(B, action_dim)``; drawn here by default
         :return: the edit ``β·u`` ``(B, action_dim)`` and its log-probability ``(B,)``
         """
         latent = self.latent(th.cat([obs, actions], dim=-1))
         mean = self.mu(latent)
         log_std = self.log_std(latent).clamp(LOG_STD_MIN, LOG_STD_MAX)
-        gaussian_sample = mean if deterministic else mean + log_std.exp() * th.randn_like(mean)
+        if noise is None and not deterministic:
+            noise = th.randn_like(mean)
+        gaussian_sample = mean if deterministic else mean + log_std.exp() * noise
         log_prob = squashed_gaussian_log_prob(gaussian_sample, mean, log_std) - self.scaling_log_det
         return self.edit_scale * th.tanh(gaussian_sample), log_prob
 
@@ -123,6 +143,7 @@ class ExpoPolicy(BasePolicy):
     :param denoiser_blocks: residual blocks of the denoiser (the paper: 3)
     :param denoiser_dropout: dropout in the denoiser's residual blocks
     :param edit_dropout: dropout in the edit actor's hidden layers
+    :param mixed_precision: sample from the diffusion base (and its EMA) with the denoiser in bfloat16 autocast
     :param features_extractor_class: parameter-free features extractor
     :param features_extractor_kwargs: its keyword arguments
     :param normalize_images: kept for SB3 compatibility
@@ -149,6 +170,7 @@ class ExpoPolicy(BasePolicy):
         denoiser_blocks: int = 3,
         denoiser_dropout: float = 0.0,
         edit_dropout: float = 0.0,
+        mixed_precision: bool = False,
         features_extractor_class: type[BaseFeaturesExtractor] = FlattenExtractor,
         features_extractor_kwargs: dict[str, Any] | None = None,
         normalize_images: bool = True,
@@ -189,6 +211,7 @@ class ExpoPolicy(BasePolicy):
         self.denoiser_blocks = denoiser_blocks
         self.denoiser_dropout = denoiser_dropout
         self.edit_dropout = edit_dropout
+        self.mixed_precision = mixed_precision
         self.base_optimizer_class = base_optimizer_class
         self.base_optimizer_kwargs = {"weight_decay": 1e-4} if base_optimizer_kwargs is None else base_optimizer_kwargs
         self._build(lr_schedule)
@@ -207,6 +230,7 @@ class ExpoPolicy(BasePolicy):
         self.base = DiffusionPolicy(
             obs_dim, action_dim, self.diffusion_steps, self.denoiser_width, self.denoiser_blocks, self.denoiser_dropout
         )
+        self.base.mixed_precision = self.mixed_precision
         self.base_ema = copy.deepcopy(self.base).requires_grad_(False)
         self.edit_actor = EditActor(obs_dim, action_dim, actor_arch, self.edit_scale, self.edit_dropout, self.activation_fn)
         self.critic = CriticEnsemble(obs_dim, action_dim, critic_arch, self.n_critics, self.activation_fn)
@@ -235,6 +259,7 @@ class ExpoPolicy(BasePolicy):
             denoiser_blocks=self.denoiser_blocks,
             denoiser_dropout=self.denoiser_dropout,
             edit_dropout=self.edit_dropout,
+            mixed_precision=self.mixed_precision,
             lr_schedule=self._dummy_schedule,
             optimizer_class=self.optimizer_class,
             optimizer_kwargs=self.optimizer_kwargs,
@@ -247,7 +272,30 @@ class ExpoPolicy(BasePolicy):
 
     # ---------------------------------------------------------------- on-the-fly action (ALGORITHM.md §3)
 
-    def propose_candidates(self, obs_features: th.Tensor, base: DiffusionPolicy, deterministic: bool = False) -> th.Tensor:
+    def compile_samplers(self, **compile_kwargs: Any) -> None:
+        """``torch.compile`` the samplers of the base and of its EMA (see :meth:`DiffusionPolicy.compile_sampler`)."""
+        self.base.compile_sampler(**compile_kwargs)
+        self.base_ema.compile_sampler(**compile_kwargs)
+
+    def candidate_noise(self, batch_size: int) -> CandidateNoise:
+        """
+        Every Gaussian draw that :meth:`propose_candidates` makes for ``batch_size`` states, drawn in
+        this order: the base sampler's, then the edits'.
+        """
+        action_dim = self.edit_actor.mu.out_features
+        rows = batch_size * self.n_base_samples
+        return CandidateNoise(
+            base=th.randn(self.diffusion_steps, rows, action_dim, device=self.device),
+            edit=th.randn(batch_size * self.n_edit_samples, action_dim, device=self.device),
+        )
+
+    def propose_candidates(
+        self,
+        obs_features: th.Tensor,
+        base: DiffusionPolicy,
+        deterministic: bool = False,
+        noise: CandidateNoise | None = None,
+    ) -> th.Tensor:
         """
         The OTF candidate set: ``N`` base samples per state, then the first ``K`` of them edited,
         ``clip(a + β·u, -1, 1)``.
@@ -255,12 +303,15 @@ class ExpoPolicy(BasePolicy):
         :param obs_features: ``(B, obs_dim)``
         :param base: which base weights sample: ``base_ema`` to act, ``base`` for TD targets
         :param deterministic: edits use the mode ``tanh(μ)``; base samples stay random draws
+        :param noise: the random draws to use (:meth:`candidate_noise`); fresh ones by default. With the
+            same noise, the candidates of a batch equal those of its slices computed separately.
         :return: candidates ``(B, N + K, action_dim)``
         """
         batch_size, n, k = obs_features.shape[0], self.n_base_samples, self.n_edit_samples
-        base_actions = base.sample(obs_features.repeat_interleave(n, dim=0)).view(batch_size, n, -1)
+        noise = self.candidate_noise(batch_size) if noise is None else noise
+        base_actions = base.sample(obs_features.repeat_interleave(n, dim=0), noise.base).view(batch_size, n, -1)
         to_edit = base_actions[:, :k].reshape(batch_size * k, -1)
-        edits, _ = self.edit_actor(obs_features.repeat_interleave(k, dim=0), to_edit, deterministic)
+        edits, _ = self.edit_actor(obs_features.repeat_interleave(k, dim=0), to_edit, deterministic, noise.edit)
         edited = (to_edit + edits).clamp(-1.0, 1.0).view(batch_size, k, -1)
         return th.cat([base_actions, edited], dim=1)
 
