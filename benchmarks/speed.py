@@ -1,0 +1,398 @@
+"""What an EXPO update costs, where the time goes, and how it compares with SB3's SAC in the same run.
+
+For a named configuration it prints (markdown tables):
+
+- learner: median time of one ``train()`` call (one env step's UTD block) on a filled replay buffer,
+  critic updates/s, FLOPs per call (counted by ``torch.utils.flop_counter``) against ALGORITHM.md §8's cost
+  model, achieved TFLOP/s, and SB3 SAC's ``train()`` at the same UTD, batch and critic size; the ratio;
+- acting: median time of one ``predict`` (one OTF action), EXPO vs SAC;
+- full training: env steps/s of ``learn()`` and the time split (target sampling, critic steps, policy
+  updates, env stepping, acting), peak memory;
+- optimisations: each one against the plain way of doing the same work, as a speed-up ratio measured
+  in this run (candidates for all TD targets in one pass, the vectorised critic ensemble, the hoisted
+  time embedding, one replay draw per call, no host sync per critic step, ``torch.compile``, bf16).
+
+    python benchmarks/speed.py --config tiny                 # CPU, one thread: about a minute
+    python benchmarks/speed.py --config paper --repeats 3    # CPU: several minutes (seconds per update)
+    python benchmarks/speed.py --config paper --device cuda  # GPU
+
+Synthetic task: a Box env with AntMaze's sizes (29-dim observations, 8-dim actions) and random transitions.
+"""
+
+import argparse
+import contextlib
+import datetime
+import resource
+import statistics
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch as th
+from gymnasium import spaces
+from stable_baselines3 import SAC
+from stable_baselines3.common.logger import configure
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from sb3_expo import EXPO
+from sb3_expo.critics import CriticEnsemble
+
+CONFIGS: dict[str, dict[str, Any]] = {
+    # ALGORITHM.md §2/§6: 3x256 critic and edit actor, 10 critics, N=K=8, T=10, batch 256, UTD 20.
+    "paper": dict(net_arch=[256, 256, 256], n_critics=10, n=8, k=8, t=10, batch_size=256, utd=20, width=256, blocks=3),
+    # The issue's tiny CPU configuration: hidden 32, 3 critics, N=K=4, T=10, batch 32, a 1-block width-32 denoiser, UTD 2.
+    "tiny": dict(net_arch=[32, 32], n_critics=3, n=4, k=4, t=10, batch_size=32, utd=2, width=32, blocks=1),
+}
+OBS_DIM, ACTION_DIM = 29, 8
+
+
+class SyntheticEnv(gym.Env):
+    """Random observations with AntMaze's sizes; episodes of 1000 steps. Stepping costs next to nothing."""
+
+    def __init__(self) -> None:
+        self.observation_space = spaces.Box(-np.inf, np.inf, (OBS_DIM,), np.float32)
+        self.action_space = spaces.Box(-1.0, 1.0, (ACTION_DIM,), np.float32)
+        self._steps = 0
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
+        super().reset(seed=seed)
+        self._steps = 0
+        return self.observation_space.sample(), {}
+
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict]:
+        self._steps += 1
+        return self.observation_space.sample(), float(self.np_random.normal()), False, self._steps >= 1000, {}
+
+
+def synchronize(device: th.device) -> None:
+    if device.type == "cuda":
+        th.cuda.synchronize(device)
+
+
+def median_time(fn: Callable[[], Any], repeats: int, device: th.device, warmup: int = 1) -> float:
+    """Median wall time of ``fn()`` in seconds, after ``warmup`` untimed calls (compilation, caches)."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        synchronize(device)
+        start = time.perf_counter()
+        fn()
+        synchronize(device)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def fill(model: Any, n: int, seed: int = 0) -> None:
+    """``n`` random transitions in the model's replay buffer."""
+    rng = np.random.default_rng(seed)
+    for _ in range(n):
+        obs, next_obs = rng.normal(size=(2, 1, OBS_DIM)).astype(np.float32)
+        action = rng.uniform(-1, 1, size=(1, ACTION_DIM)).astype(np.float32)
+        model.replay_buffer.add(obs, next_obs, action, rng.normal(size=1), np.zeros(1), [{}])
+
+
+def make_expo(config: dict, device: str, **overrides: Any) -> EXPO:
+    kwargs = dict(
+        learning_starts=0,
+        batch_size=config["batch_size"],
+        gradient_steps=config["utd"],
+        policy_delay=config["utd"],
+        n_critics=config["n_critics"],
+        n_base_samples=config["n"],
+        n_edit_samples=config["k"],
+        diffusion_steps=config["t"],
+        buffer_size=20_000,
+        policy_kwargs=dict(net_arch=config["net_arch"], denoiser_width=config["width"], denoiser_blocks=config["blocks"]),
+        device=device,
+        seed=0,
+    )
+    model = EXPO("MlpPolicy", SyntheticEnv(), **{**kwargs, **overrides})
+    model.set_logger(configure(None, []))
+    return model
+
+
+def make_sac(config: dict, device: str) -> SAC:
+    model = SAC(
+        "MlpPolicy",
+        SyntheticEnv(),
+        learning_starts=0,
+        batch_size=config["batch_size"],
+        gradient_steps=config["utd"],
+        buffer_size=20_000,
+        policy_kwargs=dict(net_arch=config["net_arch"]),
+        device=device,
+        seed=0,
+    )
+    model.set_logger(configure(None, []))
+    return model
+
+
+def cost_model_flops(config: dict) -> float:
+    """ALGORITHM.md §8's estimate of one env step: the denoiser rows of the TD targets (2 FLOPs per weight and row)."""
+    width, blocks = config["width"], config["blocks"]
+    denoiser_weights = (ACTION_DIM + OBS_DIM + width) * width + blocks * 2 * 4 * width * width + width * ACTION_DIM
+    rows = config["utd"] * config["batch_size"] * config["n"] * config["t"]
+    return 2.0 * denoiser_weights * rows
+
+
+# ------------------------------------------------------------------------------------------ measurements
+
+
+def measure_learner(config: dict, device: str, repeats: int) -> dict[str, float]:
+    expo, sac = make_expo(config, device), make_sac(config, device)
+    fill(expo, 10_000)
+    fill(sac, 10_000)
+    dev = expo.device
+    expo_s = median_time(lambda: expo.train(config["utd"], config["batch_size"]), repeats, dev)
+    sac_s = median_time(lambda: sac.train(config["utd"], config["batch_size"]), repeats, dev)
+    with FlopCounterMode(display=False) as counter:
+        expo.train(config["utd"], config["batch_size"])
+    obs = np.zeros(OBS_DIM, dtype=np.float32)
+    act_expo = median_time(lambda: expo.predict(obs), max(repeats, 20), dev, warmup=3)
+    act_sac = median_time(lambda: sac.predict(obs), max(repeats, 20), dev, warmup=3)
+    return dict(
+        expo_s=expo_s,
+        sac_s=sac_s,
+        flops=counter.get_total_flops(),
+        act_expo_s=act_expo,
+        act_sac_s=act_sac,
+    )
+
+
+@contextlib.contextmanager
+def timed_methods(targets: list[tuple[Any, str, str]], totals: dict[str, float], device: th.device) -> Iterator[None]:
+    """Accumulate the wall time of ``owner.method`` calls under ``name`` while inside the block."""
+    originals = []
+    for owner, method, name in targets:
+        original = getattr(owner, method)
+        originals.append((owner, method, original))
+
+        def wrapper(*args: Any, _original: Callable = original, _name: str = name, **kwargs: Any) -> Any:
+            synchronize(device)
+            start = time.perf_counter()
+            result = _original(*args, **kwargs)
+            synchronize(device)
+            totals[_name] = totals.get(_name, 0.0) + time.perf_counter() - start
+            return result
+
+        setattr(owner, method, wrapper)
+    try:
+        yield
+    finally:
+        for owner, method, original in originals:
+            setattr(owner, method, original)
+
+
+def measure_training(config: dict, device: str, env_steps: int) -> dict[str, Any]:
+    """``learn()`` on the synthetic env after a filled buffer: env steps/s and where the time goes."""
+    model = make_expo(config, device)
+    fill(model, 5_000)
+    model.learn(2, reset_num_timesteps=False)  # warm-up: allocator, first calls
+    totals: dict[str, float] = {}
+    env = model.get_env()
+    targets = [
+        (model, "_target_candidates", "target sampling (OTF candidates at s')"),
+        (model, "_td_targets_fn", "target scoring + TD target"),
+        (model, "_critic_step", "critic steps"),
+        (model, "_policy_step", "policy updates (base, edit, alpha)"),
+        (env, "step", "env stepping"),
+        (model, "_sample_action", "acting (OTF action)"),
+    ]
+    if model.device.type == "cuda":
+        th.cuda.reset_peak_memory_stats(model.device)
+    with timed_methods(targets, totals, model.device):
+        synchronize(model.device)
+        start = time.perf_counter()
+        model.learn(env_steps, reset_num_timesteps=False)
+        synchronize(model.device)
+        wall = time.perf_counter() - start
+    if model.device.type == "cuda":
+        peak = th.cuda.max_memory_allocated(model.device) / 2**20
+        peak_label = "peak GPU memory allocated"
+    else:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10
+        peak_label = "peak process RSS (whole benchmark)"
+    return dict(wall=wall, env_steps=env_steps, totals=totals, peak_mib=peak, peak_label=peak_label)
+
+
+# ------------------------------------------------------------------------------ optimisations, plain vs ours
+
+
+class LoopCritics(nn.Module):
+    """The plain ensemble: E separate LayerNorm MLPs called one after the other."""
+
+    def __init__(self, in_features: int, net_arch: list[int], n_critics: int):
+        super().__init__()
+        members = []
+        for _ in range(n_critics):
+            layers: list[nn.Module] = []
+            size = in_features
+            for width in net_arch:
+                layers += [nn.Linear(size, width), nn.LayerNorm(width), nn.ReLU()]
+                size = width
+            members.append(nn.Sequential(*layers, nn.Linear(size, 1)))
+        self.members = nn.ModuleList(members)
+
+    def forward(self, x: th.Tensor) -> th.Tensor:
+        return th.stack([member(x).squeeze(-1) for member in self.members])
+
+
+def measure_optimisations(config: dict, device: str, repeats: int, compile_too: bool) -> list[tuple[str, float, float]]:
+    """(optimisation, plain seconds, optimised seconds) for each optimisation, measured here and now."""
+    model = make_expo(config, device)
+    fill(model, 10_000)
+    dev, policy, utd, batch = model.device, model.policy, config["utd"], config["batch_size"]
+    rows: list[tuple[str, float, float]] = []
+    next_obs = th.randn(utd * batch, OBS_DIM, device=dev)
+
+    def candidates_per_batch() -> None:
+        with th.no_grad():
+            for i in range(utd):
+                policy.propose_candidates(next_obs[i * batch : (i + 1) * batch], model.base)
+
+    def candidates_at_once() -> None:
+        with th.no_grad():
+            policy.propose_candidates(next_obs, model.base)
+
+    rows.append(
+        (
+            "TD-target candidates: one pass for all UTD batches (vs one per batch)",
+            median_time(candidates_per_batch, repeats, dev),
+            median_time(candidates_at_once, repeats, dev),
+        )
+    )
+
+    x = th.randn(batch, OBS_DIM + ACTION_DIM, device=dev)
+    loop = LoopCritics(OBS_DIM + ACTION_DIM, config["net_arch"], config["n_critics"]).to(dev)
+    ensemble = CriticEnsemble(OBS_DIM, ACTION_DIM, config["net_arch"], config["n_critics"]).to(dev)
+
+    def forward_backward(critic: Callable[[], th.Tensor]) -> Callable[[], None]:
+        return lambda: critic().square().mean().backward()
+
+    rows.append(
+        (
+            "critic ensemble: batched weights (vs a loop over E MLPs), forward + backward",
+            median_time(forward_backward(lambda: loop(x)), repeats, dev),
+            median_time(forward_backward(lambda: ensemble(x[:, :OBS_DIM], x[:, OBS_DIM:])), repeats, dev),
+        )
+    )
+
+    denoiser = model.base.denoiser
+    obs_rows = th.randn(utd * batch * config["n"], OBS_DIM, device=dev)
+    noisy = th.randn(obs_rows.shape[0], ACTION_DIM, device=dev)
+
+    def embed_per_row() -> None:
+        with th.no_grad():
+            for k in range(config["t"]):
+                denoiser(obs_rows, noisy, th.full((obs_rows.shape[0],), k, device=dev))
+
+    def embed_once() -> None:
+        with th.no_grad():
+            embeddings = denoiser.embed_time(th.arange(config["t"], device=dev))
+            for k in range(config["t"]):
+                denoiser(obs_rows, noisy, embeddings[k : k + 1])
+
+    rows.append(
+        (
+            "time embedding: once per step (vs per row), T denoiser passes",
+            median_time(embed_per_row, repeats, dev),
+            median_time(embed_once, repeats, dev),
+        )
+    )
+
+    buffer = model.replay_buffer
+    rows.append(
+        (
+            "replay: one draw of UTD x batch rows (vs UTD draws)",
+            median_time(lambda: [buffer.sample(batch) for _ in range(utd)], repeats, dev),
+            median_time(lambda: buffer.sample(utd * batch), repeats, dev),
+        )
+    )
+
+    def train() -> None:
+        model.train(utd, batch)
+
+    original_critic_step = model._critic_step
+
+    def critic_step_with_sync(*args: Any) -> th.Tensor:
+        q_values = original_critic_step(*args)
+        args[-1]["critic_loss"][-1].item()  # what logging each loss as it comes would do
+        return q_values
+
+    model._critic_step = critic_step_with_sync  # type: ignore[method-assign]
+    with_sync = median_time(train, repeats, dev)
+    model._critic_step = original_critic_step  # type: ignore[method-assign]
+    eager = median_time(train, repeats, dev)
+    rows.append(("metrics: one host read per train() (vs .item() per critic step)", with_sync, eager))
+
+    if compile_too:
+        compiled = make_expo(config, device, compile_mode="default")
+        fill(compiled, 10_000)
+        start = time.perf_counter()
+        compiled.train(utd, batch)  # compiles the sampler, the TD target and the critic loss + backward
+        print(f"compile time of the train() paths: {time.perf_counter() - start:.1f} s", flush=True)
+        compiled_s = median_time(lambda: compiled.train(utd, batch), repeats, dev)
+        rows.append(("torch.compile (compile_mode='default') of train()", eager, compiled_s))
+    if dev.type == "cuda":
+        bf16 = make_expo(config, device, mixed_precision=True)
+        fill(bf16, 10_000)
+        bf16_s = median_time(lambda: bf16.train(utd, batch), repeats, dev)
+        rows.append(("bf16 denoiser (mixed_precision=True) in train()", eager, bf16_s))
+    return rows
+
+
+# ------------------------------------------------------------------------------------------------ report
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", choices=sorted(CONFIGS), default="tiny")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--repeats", type=int, default=None, help="timed calls per measurement, median (tiny 30, paper 3)")
+    parser.add_argument("--env-steps", type=int, default=None, help="env steps of the full-training measurement")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile measurement")
+    args = parser.parse_args()
+    th.set_num_threads(args.threads)
+    config = CONFIGS[args.config]
+    repeats = args.repeats or (3 if args.config == "paper" else 30)
+    env_steps = args.env_steps or (20 if args.config == "paper" and args.device == "cpu" else 200)
+    device_name = th.cuda.get_device_name() if args.device.startswith("cuda") else f"CPU, {args.threads} thread(s)"
+    print(f"# {args.config} config on {device_name}, torch {th.__version__}, {datetime.date.today()}\n")
+    print(f"config: {config}\n")
+
+    learner = measure_learner(config, args.device, repeats)
+    utd, model_flops = config["utd"], cost_model_flops(config)
+    print(f"| learner, UTD {utd} (one env step) | EXPO | SB3 SAC | EXPO / SAC |")
+    print("|---|---|---|---|")
+    expo_s, sac_s, act_expo_s, act_sac_s = (learner[key] for key in ("expo_s", "sac_s", "act_expo_s", "act_sac_s"))
+    print(f"| train({utd}) | {expo_s * 1e3:.1f} ms | {sac_s * 1e3:.1f} ms | {expo_s / sac_s:.2f}x |")
+    print(f"| critic updates/s | {utd / expo_s:.0f} | {utd / sac_s:.0f} | |")
+    print(f"| predict (one action) | {act_expo_s * 1e3:.2f} ms | {act_sac_s * 1e3:.2f} ms | {act_expo_s / act_sac_s:.1f}x |")
+    print(f"| FLOPs per train() (counted) | {learner['flops'] / 1e9:.1f} GFLOP | | |")
+    print(f"| cost model (ALGORITHM.md §8, TD-target denoiser rows) | {model_flops / 1e9:.1f} GFLOP | | |")
+    print(f"| achieved | {learner['flops'] / learner['expo_s'] / 1e12:.3f} TFLOP/s | | |\n")
+
+    training = measure_training(config, args.device, env_steps)
+    wall, totals = training["wall"], training["totals"]
+    print(f"| full training, {env_steps} env steps | seconds | share |")
+    print("|---|---|---|")
+    print(f"| total | {wall:.2f} | 100% |")
+    for name, seconds in totals.items():
+        print(f"| {name} | {seconds:.2f} | {seconds / wall:.0%} |")
+    print(f"| env steps/s | {env_steps / wall:.2f} | |")
+    print(f"| {training['peak_label']} | {training['peak_mib']:.0f} MiB | |\n")
+
+    rows = measure_optimisations(config, args.device, repeats, compile_too=not args.no_compile)
+    print("| optimisation | plain | ours | speed-up |")
+    print("|---|---|---|---|")
+    for name, plain, ours in rows:
+        print(f"| {name} | {plain * 1e3:.2f} ms | {ours * 1e3:.2f} ms | {plain / ours:.2f}x |")
+
+
+if __name__ == "__main__":
+    main()
