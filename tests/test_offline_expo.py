@@ -141,7 +141,8 @@ def test_dataset_that_does_not_fit_the_env_is_rejected(tiny_kwargs, pendulum_fil
     [
         ("not a dataset", ValueError, "Unknown offline dataset"),
         ("missing/file.hdf5", FileNotFoundError, "missing/file.hdf5"),
-        ("sb3_expo/not-downloaded-v0", FileNotFoundError, "minari download sb3_expo/not-downloaded-v0"),
+        ("D4RL/pen/not-downloaded-v0", FileNotFoundError, "minari download D4RL/pen/not-downloaded-v0"),
+        ("sb3_expo/not-built-v0", FileNotFoundError, "python -m sb3_expo.tasks sb3_expo/not-built-v0"),
     ],
 )
 def test_bad_dataset_names_give_clear_errors(tiny_kwargs, tmp_path, monkeypatch, source, error, message):

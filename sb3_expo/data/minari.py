@@ -12,11 +12,18 @@ class DatasetNotFoundError(FileNotFoundError):
     """An offline dataset is not available locally (and downloading it was not requested)."""
 
 
+# Datasets under this namespace are built on the user's machine (sb3_expo.tasks.LOCAL_DATASETS), never downloaded.
+LOCAL_NAMESPACE = "sb3_expo/"
+
+
 def _missing_dataset_message(dataset_id: str, datasets_path: str) -> str:
+    if dataset_id.startswith(LOCAL_NAMESPACE):
+        how = f"It is built locally, not downloaded: build it once with\n    python -m sb3_expo.tasks {dataset_id}\n"
+    else:
+        how = f"Fetch it once with\n    minari download {dataset_id}\nor pass download=True. "
     return (
-        f"Minari dataset '{dataset_id}' is not available locally (looked in {datasets_path}). Fetch it once with\n"
-        f"    minari download {dataset_id}\n"
-        f"or pass download=True. Minari keeps datasets under $MINARI_DATASETS_PATH (default ~/.minari/datasets): "
+        f"Minari dataset '{dataset_id}' is not available locally (looked in {datasets_path}). {how}"
+        f"Minari keeps datasets under $MINARI_DATASETS_PATH (default ~/.minari/datasets): "
         f"set that environment variable if the dataset lives elsewhere."
     )
 
