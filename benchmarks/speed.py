@@ -37,7 +37,7 @@ from stable_baselines3.common.logger import configure
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from sb3_expo import EXPO
+from sb3_expo import EXPO, diffusion
 from sb3_expo.critics import CriticEnsemble
 
 CONFIGS: dict[str, dict[str, Any]] = {
@@ -265,6 +265,15 @@ def measure_optimisations(config: dict, device: str, repeats: int, compile_too: 
             median_time(candidates_at_once, repeats, dev),
         )
     )
+
+    if dev.type == "cpu":
+        chunk_rows = diffusion.CPU_CHUNK_ROWS
+        diffusion.CPU_CHUNK_ROWS = 1 << 30
+        one_pass = median_time(candidates_at_once, repeats, dev)
+        diffusion.CPU_CHUNK_ROWS = chunk_rows
+        rows.append(
+            (f"CPU: sampler in chunks of {chunk_rows} rows (vs one pass over all rows)", one_pass, rows[-1][2])
+        )
 
     x = th.randn(batch, OBS_DIM + ACTION_DIM, device=dev)
     loop = LoopCritics(OBS_DIM + ACTION_DIM, config["net_arch"], config["n_critics"]).to(dev)

@@ -36,6 +36,18 @@ def test_sampler_draws_its_noise_up_front():
     assert th.allclose(policy.denoise(obs[2:5], noise[:, 2:5]), sampled[2:5], atol=1e-6)
 
 
+def test_cpu_chunks_give_the_actions_of_one_pass(monkeypatch):
+    from sb3_expo import diffusion
+
+    policy = DiffusionPolicy(obs_dim=3, action_dim=2, n_steps=4, width=16, n_blocks=1).eval()
+    obs, noise = th.randn(50, 3), th.randn(4, 50, 2)
+    with th.no_grad():
+        one_pass = policy.denoise(obs, noise)
+        monkeypatch.setattr(diffusion, "CPU_CHUNK_ROWS", 16)  # 16 + 16 + 16 + 2 rows
+        chunked = policy.denoise(obs, noise)
+    assert th.allclose(chunked, one_pass, atol=1e-6)
+
+
 def test_candidates_of_many_batches_at_once_equal_those_of_each_batch(tiny_kwargs):
     """train() proposes the TD-target candidates of a whole stretch of critic steps in one pass."""
     model = EXPO("MlpPolicy", "Pendulum-v1", **tiny_kwargs, seed=0)
