@@ -133,10 +133,11 @@ class EXPO(OffPolicyAlgorithm):
         the diffusion sampler (all T steps as one graph), the target critics' scoring of candidates with
         the TD target, and the critic loss with its backward. Same mathematics and, up to floating-point
         reassociation, the same numbers as eager (``tests/test_speed_paths.py``). Compiling takes tens
-        of seconds at the first ``learn()`` / ``predict()`` call and again for every new batch shape;
-        it pays off on a GPU at the paper's settings (``benchmarks/speed.py`` measures it).
+        of seconds at the first ``learn()`` / ``predict()`` call and again for every new batch shape.
+        Meant for a GPU at the paper's settings; on a CPU it was slower at small sizes
+        (``benchmarks/README.md``; ``benchmarks/speed.py`` measures it on your device).
     :param mixed_precision: run the denoiser in bfloat16 autocast while sampling candidates (the bulk of
-        EXPO's compute, ALGORITHM.md §8). For GPUs with fast bf16 (A100, H100); on a CPU it is slower.
+        EXPO's compute, ALGORITHM.md §8). Meant for GPUs with fast bf16 (A100, H100); not yet benchmarked.
         Training losses and the critics stay in float32.
     :param stats_window_size: window size of the rollout logging (episodes)
     :param tensorboard_log: the log location for TensorBoard (if None, no logging)
