@@ -7,6 +7,7 @@ imitation step, so its "pretrained" row is its untrained policy. Prints the succ
 pretraining and at each checkpoint of online steps, per seed, as a markdown table.
 
     python benchmarks/pointmaze_o2o.py --seeds 0 1 2                 # about 10 minutes per seed on 1 core
+    python benchmarks/pointmaze_o2o.py --algos expo --mixed-precision  # EXPO with the bf16 sampler
 
 Runs on CPU with one torch thread; pass --algos expo or sac to run one of them.
 """
@@ -42,11 +43,18 @@ EXPO_CONFIG = dict(
 )
 
 
-def make_model(algo: str, seed: int):
+def make_model(algo: str, seed: int, mixed_precision: bool = False):
     env = make_pointmaze_env()
     if algo == "expo":
         policy_kwargs = dict(SHARED["policy_kwargs"], denoiser_width=64, denoiser_blocks=2)
-        model = EXPO("MultiInputPolicy", env, seed=seed, **{**SHARED, "policy_kwargs": policy_kwargs}, **EXPO_CONFIG)
+        model = EXPO(
+            "MultiInputPolicy",
+            env,
+            seed=seed,
+            mixed_precision=mixed_precision,
+            **{**SHARED, "policy_kwargs": policy_kwargs},
+            **EXPO_CONFIG,
+        )
         model.pretrain(PRETRAIN_STEPS)
         return model
     model = SAC(
@@ -61,9 +69,9 @@ def make_model(algo: str, seed: int):
     return model
 
 
-def run(algo: str, seed: int, checkpoints: list[int], eval_episodes: int) -> dict:
+def run(algo: str, seed: int, checkpoints: list[int], eval_episodes: int, mixed_precision: bool) -> dict:
     start = time.perf_counter()
-    model = make_model(algo, seed)
+    model = make_model(algo, seed, mixed_precision)
     eval_env = Monitor(make_pointmaze_env())
     eval_env.reset(seed=10_000 + seed)
     curve = {0: evaluate_success_rate(model, eval_env, eval_episodes)}
@@ -80,12 +88,17 @@ def main() -> None:
     parser.add_argument("--algos", nargs="+", default=["expo", "sac"], choices=["expo", "sac"])
     parser.add_argument("--checkpoints", type=int, nargs="+", default=[1000, 2000, 3000, 4000, 5000])
     parser.add_argument("--eval-episodes", type=int, default=20)
+    parser.add_argument("--mixed-precision", action="store_true", help="EXPO samples in bfloat16 (mixed_precision=True)")
     args = parser.parse_args()
     th.set_num_threads(1)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     build_pointmaze_dataset()
 
-    results = [run(algo, seed, args.checkpoints, args.eval_episodes) for algo in args.algos for seed in args.seeds]
+    results = [
+        run(algo, seed, args.checkpoints, args.eval_episodes, args.mixed_precision)
+        for algo in args.algos
+        for seed in args.seeds
+    ]
     columns = ["after pretraining", *(f"{steps} steps" for steps in args.checkpoints)]
     print(f"\nsuccess rate over {args.eval_episodes} episodes\n")
     print(f"| algo | seed | {' | '.join(columns)} | wall (s) |")

@@ -9,8 +9,9 @@ For a named configuration it prints (markdown tables):
 - full training: env steps/s of ``learn()`` and the time split (target sampling, critic steps, policy
   updates, env stepping, acting), peak memory;
 - optimisations: each one against the plain way of doing the same work, as a speed-up ratio measured
-  in this run (candidates for all TD targets in one pass, the vectorised critic ensemble, the hoisted
-  time embedding, one replay draw per call, no host sync per critic step, ``torch.compile``, bf16).
+  in this run (candidates for all TD targets in one pass, only the subsets' critics in the TD target,
+  the vectorised critic ensemble, the hoisted time embedding, one replay draw per call, no host sync per
+  critic step, oneDNN for no-grad CPU layers, ``torch.compile``, bf16).
 
     python benchmarks/speed.py --config tiny                 # CPU, one thread: about a minute
     python benchmarks/speed.py --config paper --repeats 3    # CPU: several minutes (seconds per update)
@@ -38,7 +39,8 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from sb3_expo import EXPO, diffusion
-from sb3_expo.critics import CriticEnsemble
+from sb3_expo import linear as linear_module
+from sb3_expo.critics import CriticEnsemble, random_subsets
 
 CONFIGS: dict[str, dict[str, Any]] = {
     # ALGORITHM.md §2/§6: 3x256 critic and edit actor, 10 critics, N=K=8, T=10, batch 256, UTD 20.
@@ -142,6 +144,17 @@ def cost_model_flops(config: dict) -> float:
 # ------------------------------------------------------------------------------------------ measurements
 
 
+@contextlib.contextmanager
+def plain_linear() -> Iterator[None]:
+    """Inside the block every layer uses F.linear / batched matmul, not sb3_expo.linear's oneDNN path."""
+    available = linear_module.ONEDNN_AVAILABLE
+    linear_module.ONEDNN_AVAILABLE = False
+    try:
+        yield
+    finally:
+        linear_module.ONEDNN_AVAILABLE = available
+
+
 def measure_learner(config: dict, device: str, repeats: int) -> dict[str, float]:
     expo, sac = make_expo(config, device), make_sac(config, device)
     fill(expo, 10_000)
@@ -149,7 +162,7 @@ def measure_learner(config: dict, device: str, repeats: int) -> dict[str, float]
     dev = expo.device
     expo_s = median_time(lambda: expo.train(config["utd"], config["batch_size"]), repeats, dev)
     sac_s = median_time(lambda: sac.train(config["utd"], config["batch_size"]), repeats, dev)
-    with FlopCounterMode(display=False) as counter:
+    with FlopCounterMode(display=False) as counter, plain_linear():  # the counter does not know oneDNN's op
         expo.train(config["utd"], config["batch_size"])
     obs = np.zeros(OBS_DIM, dtype=np.float32)
     act_expo = median_time(lambda: expo.predict(obs), max(repeats, 20), dev, warmup=3)
@@ -271,9 +284,31 @@ def measure_optimisations(config: dict, device: str, repeats: int, compile_too: 
         diffusion.CPU_CHUNK_ROWS = 1 << 30
         one_pass = median_time(candidates_at_once, repeats, dev)
         diffusion.CPU_CHUNK_ROWS = chunk_rows
-        rows.append(
-            (f"CPU: sampler in chunks of {chunk_rows} rows (vs one pass over all rows)", one_pass, rows[-1][2])
+        rows.append((f"CPU: sampler in chunks of {chunk_rows} rows (vs one pass over all rows)", one_pass, rows[-1][2]))
+
+    with th.no_grad():
+        candidates = policy.propose_candidates(next_obs[:batch], model.base)
+    rewards, not_terminal = th.randn(batch, device=dev), th.ones(batch, device=dev)
+    subsets = random_subsets(config["n_critics"], model.critic_subset_size, 2, dev)
+
+    def target_from_all_critics() -> None:
+        with th.no_grad():
+            q_all = policy.score_candidates(next_obs[:batch], candidates)  # (E, B, C)
+            best = q_all[subsets[0]].min(dim=0).values.argmax(dim=1)
+            q_best = q_all[subsets[1]][:, th.arange(batch, device=dev), best].min(dim=0).values
+            rewards + model.gamma * not_terminal * q_best
+
+    def target_from_subsets() -> None:
+        with th.no_grad():
+            model._td_targets(next_obs[:batch], candidates, rewards, not_terminal, subsets[0], subsets[1])
+
+    rows.append(
+        (
+            "TD target: run only the subsets' target critics (vs all E, then pick the subsets)",
+            median_time(target_from_all_critics, repeats, dev),
+            median_time(target_from_subsets, repeats, dev),
         )
+    )
 
     x = th.randn(batch, OBS_DIM + ACTION_DIM, device=dev)
     loop = LoopCritics(OBS_DIM + ACTION_DIM, config["net_arch"], config["n_critics"]).to(dev)
@@ -338,6 +373,11 @@ def measure_optimisations(config: dict, device: str, repeats: int, compile_too: 
     eager = median_time(train, repeats, dev)
     rows.append(("metrics: one host read per train() (vs .item() per critic step)", with_sync, eager))
 
+    if dev.type == "cpu" and linear_module.ONEDNN_AVAILABLE:
+        with plain_linear():
+            plain = median_time(train, repeats, dev)
+        rows.append(("CPU: no-grad layers through oneDNN (vs F.linear / batched matmul) in train()", plain, eager))
+
     if compile_too:
         compiled = make_expo(config, device, compile_mode="default")
         fill(compiled, 10_000)
@@ -346,7 +386,7 @@ def measure_optimisations(config: dict, device: str, repeats: int, compile_too: 
         print(f"compile time of the train() paths: {time.perf_counter() - start:.1f} s", flush=True)
         compiled_s = median_time(lambda: compiled.train(utd, batch), repeats, dev)
         rows.append(("torch.compile (compile_mode='default') of train()", eager, compiled_s))
-    if dev.type == "cuda":
+    if dev.type == "cuda" or th.backends.mkldnn.is_available():  # CPUs: oneDNN's bf16 kernels
         bf16 = make_expo(config, device, mixed_precision=True)
         fill(bf16, 10_000)
         bf16_s = median_time(lambda: bf16.train(utd, batch), repeats, dev)

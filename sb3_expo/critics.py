@@ -3,7 +3,8 @@
 SB3's ``ContinuousCritic`` holds its critics in a Python list and runs them one after another; with
 EXPO's ten critics scoring sixteen candidates per state that is ten times the kernel launches. Here
 every layer stores the weights of all members stacked, ``(E, in, out)``, so one batched matmul
-evaluates the whole ensemble.
+evaluates the whole ensemble. Where only some members are needed (the TD target ranks candidates by a
+random subset of the target critics), ``members`` runs just those.
 """
 
 import math
@@ -12,13 +13,16 @@ import torch as th
 from torch import nn
 from torch.nn import functional as F
 
+from sb3_expo.linear import ensemble_linear
+
 
 class EnsembleLinear(nn.Module):
     """
     ``E`` independent linear layers applied in one batched matmul.
 
-    Input ``(B, in)`` (the same rows for every member) or ``(E, B, in)``; output ``(E, B, out)``.
-    Weights are Xavier-uniform per member and biases zero, as in the reference.
+    Input ``(B, in)`` (the same rows for every member) or ``(E, B, in)``; output ``(E, B, out)``. With
+    ``members`` (``k`` indices), only those members run: input ``(B, in)`` or ``(k, B, in)``, output
+    ``(k, B, out)``. Weights are Xavier-uniform per member and biases zero, as in the reference.
     """
 
     def __init__(self, n_members: int, in_features: int, out_features: int):
@@ -28,8 +32,8 @@ class EnsembleLinear(nn.Module):
         bound = math.sqrt(6.0 / (in_features + out_features))
         nn.init.uniform_(self.weight, -bound, bound)
 
-    def forward(self, x: th.Tensor) -> th.Tensor:
-        return th.matmul(x, self.weight) + self.bias
+    def forward(self, x: th.Tensor, members: th.Tensor | None = None) -> th.Tensor:
+        return ensemble_linear(x, *select_members([self.weight, self.bias], members))
 
 
 class EnsembleLayerNorm(nn.Module):
@@ -41,8 +45,9 @@ class EnsembleLayerNorm(nn.Module):
         self.weight = nn.Parameter(th.ones(n_members, 1, features))
         self.bias = nn.Parameter(th.zeros(n_members, 1, features))
 
-    def forward(self, x: th.Tensor) -> th.Tensor:
-        return F.layer_norm(x, x.shape[-1:], eps=self.eps) * self.weight + self.bias
+    def forward(self, x: th.Tensor, members: th.Tensor | None = None) -> th.Tensor:
+        weight, bias = select_members([self.weight, self.bias], members)
+        return F.layer_norm(x, x.shape[-1:], eps=self.eps) * weight + bias
 
 
 class CriticEnsemble(nn.Module):
@@ -74,15 +79,23 @@ class CriticEnsemble(nn.Module):
         layers.append(EnsembleLinear(n_critics, in_features, 1))
         self.q_networks = nn.Sequential(*layers)
 
-    def forward(self, obs: th.Tensor, actions: th.Tensor) -> th.Tensor:
+    def forward(self, obs: th.Tensor, actions: th.Tensor, members: th.Tensor | None = None) -> th.Tensor:
         """
         :param obs: observation features ``(..., obs_dim)``
         :param actions: actions ``(..., action_dim)`` with the same leading shape
-        :return: Q-values of every member, ``(E, ...)``
+        :param members: indices ``(k,)`` of the members to run; all of them by default
+        :return: Q-values of every member (or of ``members``, in that order), ``(E, ...)`` or ``(k, ...)``
         """
         leading_shape = actions.shape[:-1]
         x = th.cat([obs, actions], dim=-1).reshape(-1, obs.shape[-1] + actions.shape[-1])
-        return self.q_networks(x).reshape(self.n_critics, *leading_shape)
+        for layer in self.q_networks:
+            x = layer(x, members) if isinstance(layer, (EnsembleLinear, EnsembleLayerNorm)) else layer(x)
+        return x.reshape(-1, *leading_shape)
+
+
+def select_members(parameters: list[th.Tensor], members: th.Tensor | None) -> list[th.Tensor]:
+    """The rows ``members`` of stacked per-member parameters ``(E, ...)``; all of them when ``members`` is None."""
+    return parameters if members is None else [p.index_select(0, members) for p in parameters]
 
 
 def random_subsets(n_critics: int, subset_size: int, n_draws: int, device: th.device | str = "cpu") -> th.Tensor:
@@ -93,14 +106,3 @@ def random_subsets(n_critics: int, subset_size: int, n_draws: int, device: th.de
     :return: indices ``(n_draws, subset_size)``
     """
     return th.rand(n_draws, n_critics, device=device).argsort(dim=-1)[:, :subset_size]
-
-
-def subset_min(q_values: th.Tensor, subset: th.Tensor) -> th.Tensor:
-    """
-    Minimum over the members in ``subset`` of an ensemble's Q-values.
-
-    :param q_values: ``(E, ...)``
-    :param subset: member indices ``(k,)``
-    :return: ``(...)``
-    """
-    return q_values.index_select(0, subset).min(dim=0).values

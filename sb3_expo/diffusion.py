@@ -19,6 +19,8 @@ from typing import Any
 import torch as th
 from torch import nn
 
+from sb3_expo.linear import Linear
+
 # On a CPU the sampler denoises at most this many rows at a time: the (rows, 4·width) intermediates of
 # the residual blocks then stay in cache. At the paper's size (40,960 rows per train() call) this runs
 # the TD-target sampling about 1.6x faster than one pass (benchmarks/README.md); GPUs take one pass.
@@ -66,9 +68,9 @@ class ResidualBlock(nn.Module):
         self.net = nn.Sequential(
             nn.Dropout(dropout),
             nn.LayerNorm(width),
-            nn.Linear(width, expansion * width),
+            Linear(width, expansion * width),
             nn.SiLU(),
-            nn.Linear(expansion * width, width),
+            Linear(expansion * width, width),
         )
 
     def forward(self, h: th.Tensor) -> th.Tensor:
@@ -103,13 +105,13 @@ class Denoiser(nn.Module):
         super().__init__()
         self.time_embedding = nn.Sequential(
             FourierFeatures(n_frequencies),
-            nn.Linear(2 * n_frequencies, width),
+            Linear(2 * n_frequencies, width),
             nn.SiLU(),
-            nn.Linear(width, width),
+            Linear(width, width),
         )
-        self.input_layer = nn.Linear(action_dim + obs_dim + width, width)
+        self.input_layer = Linear(action_dim + obs_dim + width, width)
         self.blocks = nn.Sequential(*[ResidualBlock(width, dropout) for _ in range(n_blocks)])
-        self.output_layer = nn.Sequential(nn.SiLU(), nn.Linear(width, action_dim))
+        self.output_layer = nn.Sequential(nn.SiLU(), Linear(width, action_dim))
 
     def forward(self, obs: th.Tensor, noisy_action: th.Tensor, t: th.Tensor) -> th.Tensor:
         """

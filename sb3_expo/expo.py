@@ -3,6 +3,7 @@
 import io
 import math
 import pathlib
+from collections.abc import Callable
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
@@ -16,7 +17,7 @@ from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedul
 from stable_baselines3.common.utils import configure_logger, polyak_update, update_learning_rate
 
 from sb3_expo.buffers import DictOfflineReplayBuffer, OfflineMixingMixin, OfflineReplayBuffer
-from sb3_expo.critics import random_subsets, subset_min
+from sb3_expo.critics import random_subsets
 from sb3_expo.data import OfflineSource, OfflineTransitions, RewardTransform, load_offline_dataset
 from sb3_expo.policies import ExpoPolicy, MlpPolicy, MultiInputPolicy
 
@@ -27,7 +28,8 @@ LOG_ENT_COEF_MIN, LOG_ENT_COEF_MAX = -20.0, 20.0
 
 
 def td_target(
-    q_candidates: th.Tensor,
+    score: Callable[[th.Tensor, th.Tensor], th.Tensor],
+    candidates: th.Tensor,
     rewards: th.Tensor,
     not_terminal: th.Tensor,
     gamma: float,
@@ -39,7 +41,13 @@ def td_target(
     minimum over one random subset of target critics, then bootstrap from the minimum over an
     *independent* subset at a*. There is no entropy term in the backup.
 
-    :param q_candidates: target-critic values of the candidates at s', ``(E, B, C)``
+    Only the critics these minima use are evaluated: the selection subset on every candidate, the value
+    subset on a* alone. With the paper's 10 critics, subsets of 2 and 16 candidates that is 34 critic
+    evaluations per state instead of 160.
+
+    :param score: ``score(actions, members)``: the values ``(k, B, C)`` of target critics ``members`` (``k``
+        indices) for actions ``(B, C, action_dim)`` at the next states
+    :param candidates: the OTF candidates at s', ``(B, C, action_dim)``
     :param rewards: ``(B,)``
     :param not_terminal: ``1 - terminated``, ``(B,)`` (truncation is not termination)
     :param gamma: discount factor
@@ -47,9 +55,10 @@ def td_target(
     :param value_subset: critic indices that value a*
     :return: the targets ``(B,)`` and the index of a* among the candidates ``(B,)``
     """
-    best = subset_min(q_candidates, selection_subset).argmax(dim=1)
-    q_best = q_candidates.gather(2, best.view(1, -1, 1).expand(q_candidates.shape[0], -1, 1)).squeeze(2)
-    return rewards + gamma * not_terminal * subset_min(q_best, value_subset), best
+    best = score(candidates, selection_subset).min(dim=0).values.argmax(dim=1)
+    best_action = candidates.gather(1, best.view(-1, 1, 1).expand(-1, 1, candidates.shape[-1]))
+    q_best = score(best_action, value_subset).squeeze(-1).min(dim=0).values
+    return rewards + gamma * not_terminal * q_best, best
 
 
 def cosine_decay(step: int, decay_steps: int | None) -> float:
@@ -386,9 +395,12 @@ class EXPO(OffPolicyAlgorithm):
         selection_subset: th.Tensor,
         value_subset: th.Tensor,
     ) -> tuple[th.Tensor, th.Tensor]:
-        """Score the OTF candidates at s' with the target critics, then :func:`td_target`."""
-        q_candidates = self.policy.score_candidates(next_obs, candidates)
-        return td_target(q_candidates, rewards, not_terminal, self.gamma, selection_subset, value_subset)
+        """:func:`td_target` with the target critics at s'."""
+
+        def score(actions: th.Tensor, members: th.Tensor) -> th.Tensor:
+            return self.policy.score_candidates(next_obs, actions, members)
+
+        return td_target(score, candidates, rewards, not_terminal, self.gamma, selection_subset, value_subset)
 
     def _critic_loss(self, obs: th.Tensor, actions: th.Tensor, target: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
         """Mean squared TD error of every critic against the same target; also returns the Q-values ``(E, B)``."""

@@ -23,7 +23,7 @@ from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 from torch import nn
 from torch.nn import functional as F
 
-from sb3_expo.critics import CriticEnsemble, random_subsets, subset_min
+from sb3_expo.critics import CriticEnsemble, random_subsets
 from sb3_expo.diffusion import DiffusionPolicy
 
 
@@ -315,15 +315,17 @@ class ExpoPolicy(BasePolicy):
         edited = (to_edit + edits).clamp(-1.0, 1.0).view(batch_size, k, -1)
         return th.cat([base_actions, edited], dim=1)
 
-    def score_candidates(self, obs_features: th.Tensor, candidates: th.Tensor) -> th.Tensor:
+    def score_candidates(self, obs_features: th.Tensor, candidates: th.Tensor, members: th.Tensor | None = None) -> th.Tensor:
         """
-        Q-values of every target critic for every candidate.
+        Q-values of the target critics for every candidate.
 
         :param obs_features: ``(B, obs_dim)``
         :param candidates: ``(B, C, action_dim)``
-        :return: ``(E, B, C)``
+        :param members: indices ``(k,)`` of the target critics to evaluate; all ``E`` by default
+        :return: ``(E, B, C)``, or ``(k, B, C)`` with ``members``
         """
-        return self.critic_target(obs_features.unsqueeze(1).expand(-1, candidates.shape[1], -1), candidates)
+        obs_features = obs_features.unsqueeze(1).expand(-1, candidates.shape[1], -1)
+        return self.critic_target(obs_features, candidates, members)
 
     def _predict(self, observation: PyTorchObs, deterministic: bool = False) -> th.Tensor:
         """
@@ -336,11 +338,11 @@ class ExpoPolicy(BasePolicy):
         """
         obs_features = self.extract_features(observation, self.features_extractor)
         candidates = self.propose_candidates(obs_features, self.base_ema, deterministic)
-        q_values = self.score_candidates(obs_features, candidates)
         if deterministic:
-            scores = q_values.mean(dim=0)
+            scores = self.score_candidates(obs_features, candidates).mean(dim=0)
         else:
-            scores = subset_min(q_values, random_subsets(self.n_critics, self.critic_subset_size, 1, q_values.device)[0])
+            subset = random_subsets(self.n_critics, self.critic_subset_size, 1, candidates.device)[0]
+            scores = self.score_candidates(obs_features, candidates, subset).min(dim=0).values
         best = scores.argmax(dim=1)
         return candidates[th.arange(candidates.shape[0], device=best.device), best]
 

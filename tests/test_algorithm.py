@@ -94,8 +94,9 @@ class DistanceCritic(nn.Module):
         super().__init__()
         self.best, self.offsets = best, th.arange(n_critics, dtype=th.float32).view(-1, 1, 1)
 
-    def forward(self, obs, actions):
-        return -((actions - self.best) ** 2).sum(-1).unsqueeze(0) + self.offsets
+    def forward(self, obs, actions, members=None):
+        offsets = self.offsets if members is None else self.offsets[members]
+        return -((actions - self.best) ** 2).sum(-1).unsqueeze(0) + offsets
 
 
 @pytest.mark.parametrize("deterministic", [False, True])
@@ -109,19 +110,51 @@ def test_otf_action_is_the_candidate_with_the_highest_q(tiny_kwargs, determinist
     th.testing.assert_close(actions, th.tensor([[0.35], [0.3]]))
 
 
+def table_score(q: th.Tensor):
+    """A stand-in for the target critics: candidate c of state b is the action ``[c]``, valued ``q[e, b, c]``."""
+
+    def score(actions: th.Tensor, members: th.Tensor) -> th.Tensor:
+        index = actions.squeeze(-1).long().unsqueeze(0).expand(len(members), -1, -1)
+        return q.index_select(0, members).gather(2, index)
+
+    return score
+
+
 def test_td_target_selects_with_one_subset_and_values_with_another():
     # E=4 critics, B=1 state, C=3 candidates. Critics 0-1 prefer candidate 2; critics 2-3 value it at 5 and 7.
     q = th.tensor([[[0.0, 1.0, 3.0]], [[0.0, 1.0, 4.0]], [[9.0, 8.0, 5.0]], [[9.0, 8.0, 7.0]]])
-    target, best = td_target(q, th.tensor([1.0]), th.tensor([1.0]), 0.5, th.tensor([0, 1]), th.tensor([2, 3]))
+    candidates = th.arange(3.0).view(1, 3, 1)
+    one = th.tensor([1.0])
+
+    def target_of(not_terminal, selection, value):
+        return td_target(table_score(q), candidates, one, not_terminal, 0.5, th.tensor(selection), th.tensor(value))
+
+    target, best = target_of(one, [0, 1], [2, 3])
     assert best.tolist() == [2]
     th.testing.assert_close(target, th.tensor([1.0 + 0.5 * 5.0]))
     # Selecting with critics 2-3 picks candidate 0 instead, valued by critics 0-1 at 0.
-    target, best = td_target(q, th.tensor([1.0]), th.tensor([1.0]), 0.5, th.tensor([2, 3]), th.tensor([0, 1]))
+    target, best = target_of(one, [2, 3], [0, 1])
     assert best.tolist() == [0]
     th.testing.assert_close(target, th.tensor([1.0]))
     # Terminal transitions do not bootstrap.
-    target, _ = td_target(q, th.tensor([1.0]), th.tensor([0.0]), 0.5, th.tensor([0, 1]), th.tensor([2, 3]))
+    target, _ = target_of(th.tensor([0.0]), [0, 1], [2, 3])
     th.testing.assert_close(target, th.tensor([1.0]))
+
+
+def test_td_targets_equal_the_definition_over_all_target_critics(tiny_kwargs):
+    """Scoring only the subsets' critics gives the targets of scoring all E critics, then taking the subsets."""
+    model = EXPO("MlpPolicy", "Pendulum-v1", **{**tiny_kwargs, "n_critics": 5})
+    th.manual_seed(1)
+    next_obs, rewards, not_terminal = th.randn(16, 3), th.randn(16), th.ones(16)
+    candidates = th.rand(16, 6, 1) * 2 - 1
+    selection, value = th.tensor([4, 1]), th.tensor([0, 2])
+    with th.no_grad():
+        target, best = model._td_targets(next_obs, candidates, rewards, not_terminal, selection, value)
+        q_all = model.policy.score_candidates(next_obs, candidates)  # (E, B, C)
+    expected_best = q_all[selection].min(dim=0).values.argmax(dim=1)
+    q_best = q_all[:, th.arange(16), expected_best]  # (E, B)
+    th.testing.assert_close(best, expected_best)
+    th.testing.assert_close(target, rewards + model.gamma * q_best[value].min(dim=0).values)
 
 
 def filled_model(tiny_kwargs, **overrides) -> EXPO:

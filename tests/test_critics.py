@@ -7,7 +7,7 @@ import torch as th
 from torch import nn
 from torch.nn import functional as F
 
-from sb3_expo.critics import CriticEnsemble, EnsembleLayerNorm, EnsembleLinear, random_subsets, subset_min
+from sb3_expo.critics import CriticEnsemble, EnsembleLayerNorm, EnsembleLinear, random_subsets
 
 
 def test_ensemble_equals_independent_layernorm_mlps():
@@ -64,10 +64,13 @@ def test_random_subsets_are_distinct_uniform_and_independent():
     assert pairs == set(itertools.combinations(range(10), 2))
 
 
-def test_subset_min_takes_the_minimum_over_the_subset_only():
-    q = th.tensor([[1.0, 5.0], [2.0, 0.0], [-3.0, 9.0]])  # (E=3, B=2)
-    th.testing.assert_close(subset_min(q, th.tensor([0, 1])), th.tensor([1.0, 0.0]))
-    th.testing.assert_close(subset_min(q, th.tensor([2])), th.tensor([-3.0, 9.0]))
+def test_members_run_only_the_chosen_critics_in_the_given_order():
+    th.manual_seed(0)
+    critic = CriticEnsemble(obs_dim=3, action_dim=2, net_arch=[16, 16], n_critics=5)
+    obs, actions = th.randn(4, 6, 3), th.randn(4, 6, 2)
+    members = th.tensor([3, 0])
+    with th.no_grad():
+        th.testing.assert_close(critic(obs, actions, members), critic(obs, actions)[members])
 
 
 def test_relu_is_default_activation():
