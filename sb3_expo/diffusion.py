@@ -160,6 +160,12 @@ class DiffusionPolicy(nn.Module):
         self.register_buffer("betas", betas)
         self.register_buffer("alphas", alphas)
         self.register_buffer("alpha_bars", th.cumprod(alphas, dim=0))
+        # The sampler's constants per step k = T-1..0, as Python numbers: each step is then a few fused
+        # tensor ops instead of a dozen scalar ones (the tiny configurations are bound by op overhead).
+        self.sampler_schedule = [
+            (k, float((1 - alphas[k]) / (1 - self.alpha_bars[k]).sqrt()), float(alphas[k].rsqrt()), float(betas[k].sqrt()))
+            for k in reversed(range(n_steps))
+        ]
         # Speed options, set by ExpoPolicy: bf16 autocast of the denoiser while sampling, a compiled sampler.
         self.mixed_precision = False
         self._compiled_denoise: Callable[[th.Tensor, th.Tensor], th.Tensor] | None = None
@@ -215,13 +221,14 @@ class DiffusionPolicy(nn.Module):
         x = noise[0]
         # One embedding per step for the whole batch: it does not depend on the row.
         time_embeddings = self.denoiser.embed_time(th.arange(self.n_steps, device=obs.device))
-        for k in reversed(range(self.n_steps)):
+        for k, eps_scale, inv_sqrt_alpha, noise_scale in self.sampler_schedule:
             with th.autocast(obs.device.type, dtype=th.bfloat16, enabled=self.mixed_precision):
                 eps = self.denoiser(obs, x, time_embeddings[k : k + 1])
-            x = (x - (1 - self.alphas[k]) / (1 - self.alpha_bars[k]).sqrt() * eps.float()) / self.alphas[k].sqrt()
+            # x <- (x - (1-α_k)/√(1-ᾱ_k) · ε) / √α_k  (+ √β_k · z when k > 0), then clip.
+            x = x.sub(eps.float(), alpha=eps_scale).mul_(inv_sqrt_alpha)
             if k > 0:
-                x = x + self.betas[k].sqrt() * noise[self.n_steps - k]
-            x = x.clamp(-1.0, 1.0)
+                x = x.add_(noise[self.n_steps - k], alpha=noise_scale)
+            x = x.clamp_(-1.0, 1.0)
         return x
 
     def compile_sampler(self, **compile_kwargs: Any) -> None:

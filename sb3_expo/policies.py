@@ -115,6 +115,11 @@ class EditActor(nn.Module):
         return self.edit_scale * th.tanh(gaussian_sample), log_prob
 
 
+def default_optimizer_kwargs(optimizer_class: type[th.optim.Optimizer]) -> dict[str, Any]:
+    """Adam and AdamW step with their fused kernel (CPU and GPU): the same update, far fewer kernel launches."""
+    return {"fused": True} if optimizer_class in (th.optim.Adam, th.optim.AdamW) else {}
+
+
 class ExpoPolicy(BasePolicy):
     """
     Policy class for EXPO: the networks of ALGORITHM.md §1 and the on-the-fly action of §3.
@@ -148,9 +153,11 @@ class ExpoPolicy(BasePolicy):
     :param features_extractor_kwargs: its keyword arguments
     :param normalize_images: kept for SB3 compatibility
     :param optimizer_class: optimiser of the critic and the edit actor
-    :param optimizer_kwargs: its keyword arguments (excluding the learning rate)
+    :param optimizer_kwargs: its keyword arguments (excluding the learning rate); default ``{"fused": True}``
+        for Adam and AdamW, whose fused step is one kernel per optimiser instead of a dozen ops per tensor
     :param base_optimizer_class: optimiser of the diffusion base policy
-    :param base_optimizer_kwargs: its keyword arguments; default ``{"weight_decay": 1e-4}`` as in the paper
+    :param base_optimizer_kwargs: its keyword arguments; default ``{"weight_decay": 1e-4}`` as in the paper,
+        plus ``"fused": True`` for Adam and AdamW
     """
 
     def __init__(
@@ -185,7 +192,7 @@ class ExpoPolicy(BasePolicy):
             features_extractor_class,
             features_extractor_kwargs,
             optimizer_class=optimizer_class,
-            optimizer_kwargs=optimizer_kwargs,
+            optimizer_kwargs=default_optimizer_kwargs(optimizer_class) if optimizer_kwargs is None else optimizer_kwargs,
             squash_output=True,
             normalize_images=normalize_images,
         )
@@ -213,7 +220,9 @@ class ExpoPolicy(BasePolicy):
         self.edit_dropout = edit_dropout
         self.mixed_precision = mixed_precision
         self.base_optimizer_class = base_optimizer_class
-        self.base_optimizer_kwargs = {"weight_decay": 1e-4} if base_optimizer_kwargs is None else base_optimizer_kwargs
+        if base_optimizer_kwargs is None:
+            base_optimizer_kwargs = {"weight_decay": 1e-4, **default_optimizer_kwargs(base_optimizer_class)}
+        self.base_optimizer_kwargs = base_optimizer_kwargs
         self._build(lr_schedule)
 
     def _build(self, lr_schedule: Schedule) -> None:
