@@ -88,6 +88,27 @@ def median_time(fn: Callable[[], Any], repeats: int, device: th.device, warmup: 
     return statistics.median(times)
 
 
+def paired_median_times(
+    first: Callable[[], Any], second: Callable[[], Any], repeats: int, device: th.device, warmup: int = 1
+) -> tuple[float, float]:
+    """
+    Median wall times of ``first()`` and ``second()``, timed in alternation so that a shared machine's
+    changing load hits both alike: their ratio is what the tables report.
+    """
+    for _ in range(warmup):
+        first()
+        second()
+    first_times, second_times = [], []
+    for _ in range(repeats):
+        for fn, times in ((first, first_times), (second, second_times)):
+            synchronize(device)
+            start = time.perf_counter()
+            fn()
+            synchronize(device)
+            times.append(time.perf_counter() - start)
+    return statistics.median(first_times), statistics.median(second_times)
+
+
 def fill(model: Any, n: int, seed: int = 0) -> None:
     """``n`` random transitions in the model's replay buffer."""
     rng = np.random.default_rng(seed)
@@ -95,6 +116,10 @@ def fill(model: Any, n: int, seed: int = 0) -> None:
         obs, next_obs = rng.normal(size=(2, 1, OBS_DIM)).astype(np.float32)
         action = rng.uniform(-1, 1, size=(1, ACTION_DIM)).astype(np.float32)
         model.replay_buffer.add(obs, next_obs, action, rng.normal(size=1), np.zeros(1), [{}])
+
+
+def policy_kwargs(config: dict) -> dict[str, Any]:
+    return dict(net_arch=config["net_arch"], denoiser_width=config["width"], denoiser_blocks=config["blocks"])
 
 
 def make_expo(config: dict, device: str, **overrides: Any) -> EXPO:
@@ -108,7 +133,7 @@ def make_expo(config: dict, device: str, **overrides: Any) -> EXPO:
         n_edit_samples=config["k"],
         diffusion_steps=config["t"],
         buffer_size=20_000,
-        policy_kwargs=dict(net_arch=config["net_arch"], denoiser_width=config["width"], denoiser_blocks=config["blocks"]),
+        policy_kwargs=policy_kwargs(config),
         device=device,
         seed=0,
     )
@@ -160,17 +185,26 @@ def measure_learner(config: dict, device: str, repeats: int) -> dict[str, float]
     fill(expo, 10_000)
     fill(sac, 10_000)
     dev = expo.device
-    expo_s = median_time(lambda: expo.train(config["utd"], config["batch_size"]), repeats, dev)
-    sac_s = median_time(lambda: sac.train(config["utd"], config["batch_size"]), repeats, dev)
+    expo_s, sac_s = paired_median_times(
+        lambda: expo.train(config["utd"], config["batch_size"]),
+        lambda: sac.train(config["utd"], config["batch_size"]),
+        repeats,
+        dev,
+    )
     with FlopCounterMode(display=False) as counter, plain_linear():  # the counter does not know oneDNN's op
         expo.train(config["utd"], config["batch_size"])
+    # The sampler alone on one env step's TD-target rows (UTD x batch x N): compare benchmarks/jax_sampler.py.
+    rows = th.randn(config["utd"] * config["batch_size"] * config["n"], OBS_DIM, device=dev)
+    noise = th.randn(config["t"], rows.shape[0], ACTION_DIM, device=dev)
+    with th.no_grad():
+        sampler_s = median_time(lambda: expo.base.denoise(rows, noise), repeats, dev)
     obs = np.zeros(OBS_DIM, dtype=np.float32)
-    act_expo = median_time(lambda: expo.predict(obs), max(repeats, 20), dev, warmup=3)
-    act_sac = median_time(lambda: sac.predict(obs), max(repeats, 20), dev, warmup=3)
+    act_expo, act_sac = paired_median_times(lambda: expo.predict(obs), lambda: sac.predict(obs), max(repeats, 20), dev, 3)
     return dict(
         expo_s=expo_s,
         sac_s=sac_s,
         flops=counter.get_total_flops(),
+        sampler_s=sampler_s,
         act_expo_s=act_expo,
         act_sac_s=act_sac,
     )
@@ -254,129 +288,127 @@ class LoopCritics(nn.Module):
         return th.stack([member(x).squeeze(-1) for member in self.members])
 
 
+def denoise_with_tensor_schedule(policy: diffusion.DiffusionPolicy, obs: th.Tensor, noise: th.Tensor) -> th.Tensor:
+    """The plain sampler loop: the schedule's constants computed from its tensors at every step."""
+    x = noise[0]
+    time_embeddings = policy.denoiser.embed_time(th.arange(policy.n_steps, device=obs.device))
+    for k in reversed(range(policy.n_steps)):
+        eps = policy.denoiser(obs, x, time_embeddings[k : k + 1])
+        x = (x - (1 - policy.alphas[k]) / (1 - policy.alpha_bars[k]).sqrt() * eps) / policy.alphas[k].sqrt()
+        if k > 0:
+            x = x + policy.betas[k].sqrt() * noise[policy.n_steps - k]
+        x = x.clamp(-1.0, 1.0)
+    return x
+
+
 def measure_optimisations(config: dict, device: str, repeats: int, compile_too: bool) -> list[tuple[str, float, float]]:
-    """(optimisation, plain seconds, optimised seconds) for each optimisation, measured here and now."""
+    """(optimisation, plain seconds, optimised seconds) for each optimisation, timed in alternation here and now."""
     model = make_expo(config, device)
     fill(model, 10_000)
     dev, policy, utd, batch = model.device, model.policy, config["utd"], config["batch_size"]
     rows: list[tuple[str, float, float]] = []
+
+    def compare(name: str, plain: Callable[[], Any], ours: Callable[[], Any]) -> None:
+        rows.append((name, *paired_median_times(plain, ours, repeats, dev)))
+
+    def no_grad(fn: Callable[[], Any]) -> Callable[[], Any]:
+        return th.no_grad()(fn)
+
+    def train() -> None:
+        model.train(utd, batch)
+
+    # TD-target candidates (ALGORITHM.md §4): one batched pass, in cache-sized chunks on a CPU.
     next_obs = th.randn(utd * batch, OBS_DIM, device=dev)
+    candidates_at_once = no_grad(lambda: policy.propose_candidates(next_obs, model.base))
+    compare(
+        "TD-target candidates: one pass for all UTD batches (vs one per batch)",
+        no_grad(lambda: [policy.propose_candidates(rows, model.base) for rows in next_obs.split(batch)]),
+        candidates_at_once,
+    )
+    if dev.type == "cpu":
 
-    def candidates_per_batch() -> None:
-        with th.no_grad():
-            for i in range(utd):
-                policy.propose_candidates(next_obs[i * batch : (i + 1) * batch], model.base)
+        def one_pass() -> None:
+            chunk_rows, diffusion.CPU_CHUNK_ROWS = diffusion.CPU_CHUNK_ROWS, 1 << 30
+            candidates_at_once()
+            diffusion.CPU_CHUNK_ROWS = chunk_rows
 
-    def candidates_at_once() -> None:
-        with th.no_grad():
-            policy.propose_candidates(next_obs, model.base)
+        compare(f"CPU: sampler in chunks of {diffusion.CPU_CHUNK_ROWS} rows (vs one pass)", one_pass, candidates_at_once)
 
-    rows.append(
-        (
-            "TD-target candidates: one pass for all UTD batches (vs one per batch)",
-            median_time(candidates_per_batch, repeats, dev),
-            median_time(candidates_at_once, repeats, dev),
-        )
+    base, base_rows = model.base, next_obs[:batch].repeat_interleave(config["n"], dim=0)
+    noise = th.randn(config["t"], base_rows.shape[0], ACTION_DIM, device=dev)
+    compare(
+        "sampler: per-step constants as Python numbers (vs scalar tensor ops), one batch",
+        no_grad(lambda: denoise_with_tensor_schedule(base, base_rows, noise)),
+        no_grad(lambda: base.denoise(base_rows, noise)),
+    )
+    denoiser, noisy = base.denoiser, th.randn(base_rows.shape[0], ACTION_DIM, device=dev)
+    steps = th.arange(config["t"], device=dev)
+    compare(
+        "time embedding: once per step (vs per row), T denoiser passes",
+        no_grad(lambda: [denoiser(base_rows, noisy, step.expand(base_rows.shape[0])) for step in steps]),
+        no_grad(lambda: [denoiser(base_rows, noisy, emb[None]) for emb in denoiser.embed_time(steps)]),
     )
 
-    if dev.type == "cpu":
-        chunk_rows = diffusion.CPU_CHUNK_ROWS
-        diffusion.CPU_CHUNK_ROWS = 1 << 30
-        one_pass = median_time(candidates_at_once, repeats, dev)
-        diffusion.CPU_CHUNK_ROWS = chunk_rows
-        rows.append((f"CPU: sampler in chunks of {chunk_rows} rows (vs one pass over all rows)", one_pass, rows[-1][2]))
-
-    with th.no_grad():
-        candidates = policy.propose_candidates(next_obs[:batch], model.base)
+    # TD target: only the subsets' target critics (ALGORITHM.md §4.1).
+    candidates = candidates_at_once()[:batch].view(batch, config["n"] + config["k"], ACTION_DIM)
     rewards, not_terminal = th.randn(batch, device=dev), th.ones(batch, device=dev)
-    subsets = random_subsets(config["n_critics"], model.critic_subset_size, 2, dev)
+    selection, value = random_subsets(config["n_critics"], model.critic_subset_size, 2, dev)
 
-    def target_from_all_critics() -> None:
-        with th.no_grad():
-            q_all = policy.score_candidates(next_obs[:batch], candidates)  # (E, B, C)
-            best = q_all[subsets[0]].min(dim=0).values.argmax(dim=1)
-            q_best = q_all[subsets[1]][:, th.arange(batch, device=dev), best].min(dim=0).values
-            rewards + model.gamma * not_terminal * q_best
+    def target_from_all_critics() -> th.Tensor:
+        q_all = policy.score_candidates(next_obs[:batch], candidates)  # (E, B, C)
+        best = q_all[selection].min(dim=0).values.argmax(dim=1)
+        q_best = q_all[value][:, th.arange(batch, device=dev), best].min(dim=0).values
+        return rewards + model.gamma * not_terminal * q_best
 
-    def target_from_subsets() -> None:
-        with th.no_grad():
-            model._td_targets(next_obs[:batch], candidates, rewards, not_terminal, subsets[0], subsets[1])
-
-    rows.append(
-        (
-            "TD target: run only the subsets' target critics (vs all E, then pick the subsets)",
-            median_time(target_from_all_critics, repeats, dev),
-            median_time(target_from_subsets, repeats, dev),
-        )
+    compare(
+        "TD target: run only the subsets' target critics (vs all E, then pick the subsets)",
+        no_grad(target_from_all_critics),
+        no_grad(lambda: model._td_targets(next_obs[:batch], candidates, rewards, not_terminal, selection, value)),
     )
 
     x = th.randn(batch, OBS_DIM + ACTION_DIM, device=dev)
     loop = LoopCritics(OBS_DIM + ACTION_DIM, config["net_arch"], config["n_critics"]).to(dev)
     ensemble = CriticEnsemble(OBS_DIM, ACTION_DIM, config["net_arch"], config["n_critics"]).to(dev)
-
-    def forward_backward(critic: Callable[[], th.Tensor]) -> Callable[[], None]:
-        return lambda: critic().square().mean().backward()
-
-    rows.append(
-        (
-            "critic ensemble: batched weights (vs a loop over E MLPs), forward + backward",
-            median_time(forward_backward(lambda: loop(x)), repeats, dev),
-            median_time(forward_backward(lambda: ensemble(x[:, :OBS_DIM], x[:, OBS_DIM:])), repeats, dev),
-        )
-    )
-
-    denoiser = model.base.denoiser
-    obs_rows = th.randn(utd * batch * config["n"], OBS_DIM, device=dev)
-    noisy = th.randn(obs_rows.shape[0], ACTION_DIM, device=dev)
-
-    def embed_per_row() -> None:
-        with th.no_grad():
-            for k in range(config["t"]):
-                denoiser(obs_rows, noisy, th.full((obs_rows.shape[0],), k, device=dev))
-
-    def embed_once() -> None:
-        with th.no_grad():
-            embeddings = denoiser.embed_time(th.arange(config["t"], device=dev))
-            for k in range(config["t"]):
-                denoiser(obs_rows, noisy, embeddings[k : k + 1])
-
-    rows.append(
-        (
-            "time embedding: once per step (vs per row), T denoiser passes",
-            median_time(embed_per_row, repeats, dev),
-            median_time(embed_once, repeats, dev),
-        )
+    compare(
+        "critic ensemble: batched weights (vs a loop over E MLPs), forward + backward",
+        lambda: loop(x).square().mean().backward(),
+        lambda: ensemble(x[:, :OBS_DIM], x[:, OBS_DIM:]).square().mean().backward(),
     )
 
     buffer = model.replay_buffer
-    rows.append(
-        (
-            "replay: one draw of UTD x batch rows (vs UTD draws)",
-            median_time(lambda: [buffer.sample(batch) for _ in range(utd)], repeats, dev),
-            median_time(lambda: buffer.sample(utd * batch), repeats, dev),
-        )
+    compare(
+        "replay: one draw of UTD x batch rows (vs UTD draws)",
+        lambda: [buffer.sample(batch) for _ in range(utd)],
+        lambda: buffer.sample(utd * batch),
     )
 
-    def train() -> None:
-        model.train(utd, batch)
-
+    # Whole train() calls with one piece switched back to its plain version.
     original_critic_step = model._critic_step
 
-    def critic_step_with_sync(*args: Any) -> th.Tensor:
-        q_values = original_critic_step(*args)
-        args[-1]["critic_loss"][-1].item()  # what logging each loss as it comes would do
-        return q_values
+    def train_with_sync_per_step() -> None:
+        def critic_step_with_sync(*args: Any) -> th.Tensor:
+            q_values = original_critic_step(*args)
+            args[-1]["critic_loss"][-1].item()  # what logging each loss as it comes would do
+            return q_values
 
-    model._critic_step = critic_step_with_sync  # type: ignore[method-assign]
-    with_sync = median_time(train, repeats, dev)
-    model._critic_step = original_critic_step  # type: ignore[method-assign]
-    eager = median_time(train, repeats, dev)
-    rows.append(("metrics: one host read per train() (vs .item() per critic step)", with_sync, eager))
+        model._critic_step = critic_step_with_sync  # type: ignore[method-assign]
+        train()
+        del model._critic_step
+
+    compare("metrics: one host read per train() (vs .item() per critic step)", train_with_sync_per_step, train)
+
+    unfused_kwargs = dict(optimizer_kwargs={}, base_optimizer_kwargs={"weight_decay": 1e-4})
+    unfused = make_expo(config, device, policy_kwargs={**policy_kwargs(config), **unfused_kwargs})
+    fill(unfused, 10_000)
+    compare("optimisers: fused Adam / AdamW (vs one loop per tensor) in train()", lambda: unfused.train(utd, batch), train)
 
     if dev.type == "cpu" and linear_module.ONEDNN_AVAILABLE:
-        with plain_linear():
-            plain = median_time(train, repeats, dev)
-        rows.append(("CPU: no-grad layers through oneDNN (vs F.linear / batched matmul) in train()", plain, eager))
+
+        def train_plain_linear() -> None:
+            with plain_linear():
+                train()
+
+        compare("CPU: no-grad layers through oneDNN (vs F.linear / batched matmul) in train()", train_plain_linear, train)
 
     if compile_too:
         compiled = make_expo(config, device, compile_mode="default")
@@ -384,13 +416,11 @@ def measure_optimisations(config: dict, device: str, repeats: int, compile_too: 
         start = time.perf_counter()
         compiled.train(utd, batch)  # compiles the sampler, the TD target and the critic loss + backward
         print(f"compile time of the train() paths: {time.perf_counter() - start:.1f} s", flush=True)
-        compiled_s = median_time(lambda: compiled.train(utd, batch), repeats, dev)
-        rows.append(("torch.compile (compile_mode='default') of train()", eager, compiled_s))
+        compare("torch.compile (compile_mode='default') of train()", train, lambda: compiled.train(utd, batch))
     if dev.type == "cuda" or th.backends.mkldnn.is_available():  # CPUs: oneDNN's bf16 kernels
         bf16 = make_expo(config, device, mixed_precision=True)
         fill(bf16, 10_000)
-        bf16_s = median_time(lambda: bf16.train(utd, batch), repeats, dev)
-        rows.append(("bf16 denoiser (mixed_precision=True) in train()", eager, bf16_s))
+        compare("bf16 denoiser (mixed_precision=True) in train()", train, lambda: bf16.train(utd, batch))
     return rows
 
 
@@ -424,7 +454,13 @@ def main() -> None:
     print(f"| predict (one action) | {act_expo_s * 1e3:.2f} ms | {act_sac_s * 1e3:.2f} ms | {act_expo_s / act_sac_s:.1f}x |")
     print(f"| FLOPs per train() (counted) | {learner['flops'] / 1e9:.1f} GFLOP | | |")
     print(f"| cost model (ALGORITHM.md §8, TD-target denoiser rows) | {model_flops / 1e9:.1f} GFLOP | | |")
-    print(f"| achieved | {learner['flops'] / learner['expo_s'] / 1e12:.3f} TFLOP/s | | |\n")
+    print(f"| achieved | {learner['flops'] / learner['expo_s'] / 1e12:.3f} TFLOP/s | | |")
+    sampler_rows = utd * config["batch_size"] * config["n"]
+    sampler_s = learner["sampler_s"]
+    print(
+        f"| sampler alone, {sampler_rows} actions x T={config['t']} | {sampler_s * 1e3:.1f} ms, "
+        f"{model_flops / sampler_s / 1e9:.0f} GFLOP/s | | |\n"
+    )
 
     training = measure_training(config, args.device, env_steps)
     wall, totals = training["wall"], training["totals"]

@@ -61,15 +61,14 @@ class FourierFeatures(nn.Module):
 
 
 class ResidualBlock(nn.Module):
-    """``h + Linear(act(Linear_4x(LayerNorm(Dropout(h)))))``: the pre-norm block of the IDQL/EXPO denoiser."""
+    """``h + Linear(SiLU(Linear_4x(LayerNorm(Dropout(h)))))``: the pre-norm block of the IDQL/EXPO denoiser."""
 
     def __init__(self, width: int, dropout: float = 0.0, expansion: int = 4):
         super().__init__()
         self.net = nn.Sequential(
             nn.Dropout(dropout),
             nn.LayerNorm(width),
-            Linear(width, expansion * width),
-            nn.SiLU(),
+            Linear(width, expansion * width, silu=True),
             Linear(expansion * width, width),
         )
 

@@ -3,7 +3,7 @@
 import io
 import math
 import pathlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
@@ -14,7 +14,7 @@ from stable_baselines3.common.noise import ActionNoise
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
-from stable_baselines3.common.utils import configure_logger, update_learning_rate
+from stable_baselines3.common.utils import configure_logger, polyak_update, update_learning_rate
 
 from sb3_expo.buffers import DictOfflineReplayBuffer, OfflineMixingMixin, OfflineReplayBuffer
 from sb3_expo.critics import random_subsets
@@ -59,15 +59,6 @@ def td_target(
     best_action = candidates.gather(1, best.view(-1, 1, 1).expand(-1, 1, candidates.shape[-1]))
     q_best = score(best_action, value_subset).squeeze(-1).min(dim=0).values
     return rewards + gamma * not_terminal * q_best, best
-
-
-def polyak_update(params: Iterable[th.Tensor], target_params: Iterable[th.Tensor], tau: float) -> None:
-    """
-    SB3's ``polyak_update``, ``target ← (1 - τ) · target + τ · online``, as one foreach op: it runs after
-    every critic step and every base step, and SB3's version launches two ops per tensor.
-    """
-    with th.no_grad():
-        th._foreach_lerp_(list(target_params), list(params), tau)
 
 
 def cosine_decay(step: int, decay_steps: int | None) -> float:

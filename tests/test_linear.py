@@ -27,6 +27,15 @@ def test_large_no_grad_layers_use_onednn_with_the_same_numbers():
         th.testing.assert_close(linear(x.view(8, 64, 96), weight, bias), F.linear(x, weight, bias).view(8, 64, 128))
 
 
+@needs_onednn
+def test_fused_silu_equals_silu_after_the_layer():
+    x, weight, bias = large_layer()
+    with th.no_grad():
+        th.testing.assert_close(linear(x, weight, bias, silu=True), F.silu(F.linear(x, weight, bias)), rtol=1e-5, atol=1e-4)
+    weight.requires_grad_(True)  # the F.linear path applies the same SiLU
+    th.testing.assert_close(linear(x, weight, bias, silu=True), F.silu(F.linear(x, weight, bias)))
+
+
 def test_training_small_layers_and_autocast_keep_f_linear():
     x, weight, bias = large_layer()
     macs = x.shape[0] * weight.numel()
