@@ -337,9 +337,9 @@ def measure_optimisations(config: dict, device: str, repeats: int, compile_too: 
     base, base_rows = model.base, next_obs[:batch].repeat_interleave(config["n"], dim=0)
     noise = th.randn(config["t"], base_rows.shape[0], ACTION_DIM, device=dev)
     compare(
-        "sampler: per-step constants as Python numbers (vs scalar tensor ops), one batch",
+        "sampler: per-step constants as Python numbers (vs scalar tensor ops), one batch, no chunks",
         no_grad(lambda: denoise_with_tensor_schedule(base, base_rows, noise)),
-        no_grad(lambda: base.denoise(base_rows, noise)),
+        no_grad(lambda: base._denoise_eager(base_rows, noise)),
     )
     denoiser, noisy = base.denoiser, th.randn(base_rows.shape[0], ACTION_DIM, device=dev)
     steps = th.arange(config["t"], device=dev)
