@@ -36,6 +36,7 @@ from gymnasium import spaces
 from stable_baselines3 import SAC
 from stable_baselines3.common.logger import configure
 from torch import nn
+from torch.nn import functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 from sb3_expo import EXPO, diffusion
@@ -409,6 +410,23 @@ def measure_optimisations(config: dict, device: str, repeats: int, compile_too: 
                 train()
 
         compare("CPU: no-grad layers through oneDNN (vs F.linear / batched matmul) in train()", train_plain_linear, train)
+
+        onednn_linear = linear_module._onednn_linear
+
+        def unfused_silu(x: th.Tensor, weight: th.Tensor, bias: th.Tensor | None, silu: bool = False) -> th.Tensor:
+            out = onednn_linear(x, weight, bias)
+            return F.silu(out) if silu else out
+
+        def sampler_unfused_silu() -> None:
+            linear_module._onednn_linear = unfused_silu
+            candidates_at_once()
+            linear_module._onednn_linear = onednn_linear
+
+        compare(
+            "CPU: SiLU fused into oneDNN's matmul (vs a separate SiLU), TD-target candidates",
+            sampler_unfused_silu,
+            candidates_at_once,
+        )
 
     if compile_too:
         compiled = make_expo(config, device, compile_mode="default")
