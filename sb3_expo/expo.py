@@ -143,11 +143,13 @@ class EXPO(OffPolicyAlgorithm):
         the TD target, and the critic loss with its backward. Same mathematics and, up to floating-point
         reassociation, the same numbers as eager (``tests/test_speed_paths.py``). Compiling takes tens
         of seconds at the first ``learn()`` / ``predict()`` call and again for every new batch shape.
-        Meant for a GPU at the paper's settings; on a CPU it was slower at small sizes
+        Meant for a GPU at the paper's settings; on a CPU it was at parity at small sizes
         (``benchmarks/README.md``; ``benchmarks/speed.py`` measures it on your device).
     :param mixed_precision: run the denoiser in bfloat16 autocast while sampling candidates (the bulk of
-        EXPO's compute, ALGORITHM.md §8). Meant for GPUs with fast bf16 (A100, H100); not yet benchmarked.
-        Training losses and the critics stay in float32.
+        EXPO's compute, ALGORITHM.md §8). For hardware with fast bf16 matmuls: GPUs (A100, H100; not yet
+        measured) and CPUs with AVX-512 BF16 or AMX, where it made the paper-size update 1.36x faster.
+        Sampled actions differ from float32 by about 0.03; on the PointMaze demo task three seeds learned
+        as in float32 (``benchmarks/README.md``). Training losses and the critics stay in float32.
     :param stats_window_size: window size of the rollout logging (episodes)
     :param tensorboard_log: the log location for TensorBoard (if None, no logging)
     :param policy_kwargs: extra arguments of :class:`~sb3_expo.policies.ExpoPolicy`: ``net_arch``
