@@ -147,7 +147,7 @@ class EXPO(OffPolicyAlgorithm):
         (``benchmarks/README.md``; ``benchmarks/speed.py`` measures it on your device).
     :param mixed_precision: run the denoiser in bfloat16 autocast while sampling candidates (the bulk of
         EXPO's compute, ALGORITHM.md §8). For hardware with fast bf16 matmuls: GPUs (A100, H100; not yet
-        measured) and CPUs with AVX-512 BF16 or AMX, where it made the paper-size update 1.36x faster.
+        measured) and CPUs with AVX-512 BF16 or AMX, where it made the paper-size update 1.36-1.44x faster.
         Sampled actions differ from float32 by about 0.03; on the PointMaze demo task three seeds learned
         as in float32 (``benchmarks/README.md``). Training losses and the critics stay in float32.
     :param stats_window_size: window size of the rollout logging (episodes)
