@@ -10,12 +10,13 @@ For a named configuration it prints (markdown tables):
   updates, env stepping, acting), peak memory;
 - optimisations: each one against the plain way of doing the same work, as a speed-up ratio measured
   in this run (candidates for all TD targets in one pass, only the subsets' critics in the TD target,
-  the vectorised critic ensemble, the hoisted time embedding, one replay draw per call, no host sync per
-  critic step, oneDNN for no-grad CPU layers, ``torch.compile``, bf16).
+  the vectorised critic ensemble, the hoisted time embedding, the input layer's fixed terms computed once
+  per sampler call, the acting critics on weight views, one replay draw per call, no host sync per critic
+  step, oneDNN for no-grad CPU layers, ``torch.compile``, bf16).
 
     python benchmarks/speed.py --config tiny                 # CPU, one thread: about a minute
     python benchmarks/speed.py --config paper --repeats 3    # CPU: several minutes (seconds per update)
-    python benchmarks/speed.py --config paper --device cuda  # GPU
+    python benchmarks/speed.py --config paper --device cuda --compile-mode reduce-overhead  # GPU, CUDA graphs
 
 Synthetic task: a Box env with AntMaze's sizes (29-dim observations, 8-dim actions) and random transitions.
 """
@@ -40,8 +41,10 @@ from torch.nn import functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 from sb3_expo import EXPO, diffusion
+from sb3_expo import critics as critics_module
 from sb3_expo import linear as linear_module
 from sb3_expo.critics import CriticEnsemble, random_subsets
+from sb3_expo.linear import ensemble_linear
 
 CONFIGS: dict[str, dict[str, Any]] = {
     # ALGORITHM.md §2/§6: 3x256 critic and edit actor, 10 critics, N=K=8, T=10, batch 256, UTD 20.
@@ -302,7 +305,26 @@ def denoise_with_tensor_schedule(policy: diffusion.DiffusionPolicy, obs: th.Tens
     return x
 
 
-def measure_optimisations(config: dict, device: str, repeats: int, compile_too: bool) -> list[tuple[str, float, float]]:
+def denoise_with_full_input_layer(policy: diffusion.DiffusionPolicy, obs: th.Tensor, noise: th.Tensor) -> th.Tensor:
+    """The sampler with the whole input layer, ``W·[x; s; emb(k)] + b``, at every step."""
+    x = noise[0]
+    time_embeddings = policy.denoiser.embed_time(th.arange(policy.n_steps, device=obs.device))
+    for k, eps_scale, inv_sqrt_alpha, noise_scale in policy.sampler_schedule:
+        x = x.sub(policy.denoiser(obs, x, time_embeddings[k : k + 1]), alpha=eps_scale).mul_(inv_sqrt_alpha)
+        if k > 0:
+            x = x.add_(noise[policy.n_steps - k], alpha=noise_scale)
+        x = x.clamp_(-1.0, 1.0)
+    return x
+
+
+def gathered_ensemble_linear(x: th.Tensor, weight: th.Tensor, bias: th.Tensor, members: th.Tensor | None = None) -> th.Tensor:
+    """The chosen members' weights gathered into new tensors, then one batched matmul (the GPU's way)."""
+    if members is not None:
+        weight, bias = weight.index_select(0, members), bias.index_select(0, members)
+    return th.matmul(x, weight) + bias
+
+
+def measure_optimisations(config: dict, device: str, repeats: int, compile_mode: str | None) -> list[tuple[str, float, float]]:
     """(optimisation, plain seconds, optimised seconds) for each optimisation, timed in alternation here and now."""
     model = make_expo(config, device)
     fill(model, 10_000)
@@ -342,6 +364,11 @@ def measure_optimisations(config: dict, device: str, repeats: int, compile_too: 
         no_grad(lambda: denoise_with_tensor_schedule(base, base_rows, noise)),
         no_grad(lambda: base._denoise_eager(base_rows, noise)),
     )
+    compare(
+        "sampler: the input layer's observation and time terms once per call (vs every step), one batch",
+        no_grad(lambda: denoise_with_full_input_layer(base, base_rows, noise)),
+        no_grad(lambda: base._denoise_eager(base_rows, noise)),
+    )
     denoiser, noisy = base.denoiser, th.randn(base_rows.shape[0], ACTION_DIM, device=dev)
     steps = th.arange(config["t"], device=dev)
     compare(
@@ -375,6 +402,20 @@ def measure_optimisations(config: dict, device: str, repeats: int, compile_too: 
         lambda: loop(x).square().mean().backward(),
         lambda: ensemble(x[:, :OBS_DIM], x[:, OBS_DIM:]).square().mean().backward(),
     )
+
+    if dev.type == "cpu":
+        obs = np.zeros(OBS_DIM, dtype=np.float32)
+
+        def predict_gathered() -> None:
+            critics_module.ensemble_linear = gathered_ensemble_linear
+            model.predict(obs)
+            critics_module.ensemble_linear = ensemble_linear
+
+        compare(
+            "CPU: acting, the subset's target critics on views of their weights (vs gathered copies), one action",
+            predict_gathered,
+            lambda: model.predict(obs),
+        )
 
     buffer = model.replay_buffer
     compare(
@@ -428,13 +469,14 @@ def measure_optimisations(config: dict, device: str, repeats: int, compile_too: 
             candidates_at_once,
         )
 
-    if compile_too:
-        compiled = make_expo(config, device, compile_mode="default")
+    if compile_mode is not None:
+        compiled = make_expo(config, device, compile_mode=compile_mode)
         fill(compiled, 10_000)
         start = time.perf_counter()
         compiled.train(utd, batch)  # compiles the sampler, the TD target and the critic loss + backward
-        print(f"compile time of the train() paths: {time.perf_counter() - start:.1f} s", flush=True)
-        compare("torch.compile (compile_mode='default') of train()", train, lambda: compiled.train(utd, batch))
+        synchronize(dev)
+        print(f"compile time of the train() paths ({compile_mode}): {time.perf_counter() - start:.1f} s", flush=True)
+        compare(f"torch.compile (compile_mode={compile_mode!r}) of train()", train, lambda: compiled.train(utd, batch))
     if dev.type == "cuda" or th.backends.mkldnn.is_available():  # CPUs: oneDNN's bf16 kernels
         bf16 = make_expo(config, device, mixed_precision=True)
         fill(bf16, 10_000)
@@ -453,6 +495,9 @@ def main() -> None:
     parser.add_argument("--env-steps", type=int, default=None, help="env steps of the full-training measurement")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile measurement")
+    parser.add_argument(
+        "--compile-mode", default="default", help="torch.compile mode to measure ('reduce-overhead': CUDA graphs on a GPU)"
+    )
     args = parser.parse_args()
     th.set_num_threads(args.threads)
     config = CONFIGS[args.config]
@@ -490,7 +535,7 @@ def main() -> None:
     print(f"| env steps/s | {env_steps / wall:.2f} | |")
     print(f"| {training['peak_label']} | {training['peak_mib']:.0f} MiB | |\n")
 
-    rows = measure_optimisations(config, args.device, repeats, compile_too=not args.no_compile)
+    rows = measure_optimisations(config, args.device, repeats, None if args.no_compile else args.compile_mode)
     print("| optimisation | plain | ours | speed-up |")
     print("|---|---|---|---|")
     for name, plain, ours in rows:

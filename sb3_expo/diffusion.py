@@ -19,7 +19,7 @@ from typing import Any
 import torch as th
 from torch import nn
 
-from sb3_expo.linear import Linear
+from sb3_expo.linear import Linear, linear
 
 # On a CPU the sampler denoises at most this many rows at a time: the (rows, 4·width) intermediates of
 # the residual blocks then stay in cache. At the paper's size (40,960 rows per train() call) this runs
@@ -102,6 +102,7 @@ class Denoiser(nn.Module):
         n_frequencies: int = 64,
     ):
         super().__init__()
+        self.action_dim = action_dim
         self.time_embedding = nn.Sequential(
             FourierFeatures(n_frequencies),
             Linear(2 * n_frequencies, width),
@@ -126,6 +127,39 @@ class Denoiser(nn.Module):
 
     def embed_time(self, t: th.Tensor) -> th.Tensor:
         return self.time_embedding(t)
+
+    def fixed_input_terms(self, obs: th.Tensor, t: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
+        """
+        The terms of the input layer that stay fixed while one batch is denoised.
+
+        The input layer computes ``W·[x; s; emb(k)] + b = W_x·x + (W_s·s + b) + W_t·emb(k)``, splitting
+        ``W`` by columns. While sampling, ``s`` is fixed for a row and ``emb(k)`` for a step, so only
+        ``W_x·x`` (``action_dim`` columns of ``action_dim + obs_dim + width``) changes from step to step;
+        :meth:`step` adds the two other terms, computed here once.
+
+        :param obs: observation features ``(B, obs_dim)``
+        :param t: integer time indices ``(T,)``
+        :return: ``W_s·s + b`` ``(B, width)`` and ``W_t·emb(k)`` for each k ``(T, width)``
+        """
+        obs_start, time_start = self.action_dim, self.action_dim + obs.shape[-1]
+        weight, bias = self.input_layer.weight, self.input_layer.bias
+        # Column slices are strided; oneDNN's kernels need contiguous weights.
+        obs_term = linear(obs, weight[:, obs_start:time_start].contiguous(), bias)
+        time_terms = linear(self.embed_time(t), weight[:, time_start:].contiguous())
+        return obs_term, time_terms
+
+    def step(self, noisy_action: th.Tensor, obs_term: th.Tensor, time_term: th.Tensor) -> th.Tensor:
+        """
+        ``forward`` from the input layer's fixed terms (:meth:`fixed_input_terms`): the same ε, with a
+        ``(B, action_dim)`` matmul where ``forward`` has a ``(B, action_dim + obs_dim + width)`` one.
+
+        :param noisy_action: x_k ``(B, action_dim)``
+        :param obs_term: ``W_s·s + b`` ``(B, width)``
+        :param time_term: ``W_t·emb(k)`` ``(width,)``
+        """
+        action_weight = self.input_layer.weight[:, : self.action_dim]
+        h = th.addmm(obs_term + time_term, noisy_action, action_weight.t())
+        return self.output_layer(self.blocks(h))
 
 
 class DiffusionPolicy(nn.Module):
@@ -218,11 +252,11 @@ class DiffusionPolicy(nn.Module):
 
     def _denoise_eager(self, obs: th.Tensor, noise: th.Tensor) -> th.Tensor:
         x = noise[0]
-        # One embedding per step for the whole batch: it does not depend on the row.
-        time_embeddings = self.denoiser.embed_time(th.arange(self.n_steps, device=obs.device))
+        # The input layer's observation and time terms, once per call instead of once per step.
+        obs_term, time_terms = self.denoiser.fixed_input_terms(obs, th.arange(self.n_steps, device=obs.device))
         for k, eps_scale, inv_sqrt_alpha, noise_scale in self.sampler_schedule:
             with th.autocast(obs.device.type, dtype=th.bfloat16, enabled=self.mixed_precision):
-                eps = self.denoiser(obs, x, time_embeddings[k : k + 1])
+                eps = self.denoiser.step(x, obs_term, time_terms[k])
             # x <- (x - (1-α_k)/√(1-ᾱ_k) · ε) / √α_k  (+ √β_k · z when k > 0), then clip.
             x = x.sub(eps.float(), alpha=eps_scale).mul_(inv_sqrt_alpha)
             if k > 0:

@@ -45,6 +45,18 @@ def test_hoisted_time_embedding_equals_per_row_embedding():
     th.testing.assert_close(per_row, hoisted)
 
 
+@pytest.mark.parametrize("rows", [5, 1024])  # 1024 rows send the observation term through oneDNN
+def test_sampler_step_from_fixed_input_terms_equals_the_full_input_layer(rows):
+    th.manual_seed(0)
+    policy = DiffusionPolicy(obs_dim=29, action_dim=8, n_steps=10, width=256, n_blocks=1)
+    obs, x = th.randn(rows, 29), th.randn(rows, 8)
+    with th.no_grad():
+        obs_term, time_terms = policy.denoiser.fixed_input_terms(obs, th.arange(10))
+        for k in (0, 9):
+            full = policy.denoiser(obs, x, th.full((rows,), k))
+            th.testing.assert_close(policy.denoiser.step(x, obs_term, time_terms[k]), full, rtol=1e-4, atol=1e-5)
+
+
 def test_ddpm_fits_and_reproduces_a_bimodal_action_set():
     """The point of an expressive base policy: a unimodal Gaussian would average the two modes."""
     th.manual_seed(0)
