@@ -11,8 +11,8 @@ For a named configuration it prints (markdown tables):
 - optimisations: each one against the plain way of doing the same work, as a speed-up ratio measured
   in this run (candidates for all TD targets in one pass, only the subsets' critics in the TD target,
   the vectorised critic ensemble, the hoisted time embedding, the input layer's fixed terms computed once
-  per sampler call, the acting critics on weight views, one replay draw per call, no host sync per critic
-  step, oneDNN for no-grad CPU layers, ``torch.compile``, bf16).
+  per sampler call, one replay draw per call, no host sync per critic step, oneDNN for no-grad CPU layers,
+  ``torch.compile``, bf16).
 
     python benchmarks/speed.py --config tiny                 # CPU, one thread: about a minute
     python benchmarks/speed.py --config paper --repeats 3    # CPU: several minutes (seconds per update)
@@ -41,10 +41,8 @@ from torch.nn import functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 from sb3_expo import EXPO, diffusion
-from sb3_expo import critics as critics_module
 from sb3_expo import linear as linear_module
 from sb3_expo.critics import CriticEnsemble, random_subsets
-from sb3_expo.linear import ensemble_linear
 
 CONFIGS: dict[str, dict[str, Any]] = {
     # ALGORITHM.md §2/§6: 3x256 critic and edit actor, 10 critics, N=K=8, T=10, batch 256, UTD 20.
@@ -317,13 +315,6 @@ def denoise_with_full_input_layer(policy: diffusion.DiffusionPolicy, obs: th.Ten
     return x
 
 
-def gathered_ensemble_linear(x: th.Tensor, weight: th.Tensor, bias: th.Tensor, members: th.Tensor | None = None) -> th.Tensor:
-    """The chosen members' weights gathered into new tensors, then one batched matmul (the GPU's way)."""
-    if members is not None:
-        weight, bias = weight.index_select(0, members), bias.index_select(0, members)
-    return th.matmul(x, weight) + bias
-
-
 def measure_optimisations(config: dict, device: str, repeats: int, compile_mode: str | None) -> list[tuple[str, float, float]]:
     """(optimisation, plain seconds, optimised seconds) for each optimisation, timed in alternation here and now."""
     model = make_expo(config, device)
@@ -402,20 +393,6 @@ def measure_optimisations(config: dict, device: str, repeats: int, compile_mode:
         lambda: loop(x).square().mean().backward(),
         lambda: ensemble(x[:, :OBS_DIM], x[:, OBS_DIM:]).square().mean().backward(),
     )
-
-    if dev.type == "cpu":
-        obs = np.zeros(OBS_DIM, dtype=np.float32)
-
-        def predict_gathered() -> None:
-            critics_module.ensemble_linear = gathered_ensemble_linear
-            model.predict(obs)
-            critics_module.ensemble_linear = ensemble_linear
-
-        compare(
-            "CPU: acting, the subset's target critics on views of their weights (vs gathered copies), one action",
-            predict_gathered,
-            lambda: model.predict(obs),
-        )
 
     buffer = model.replay_buffer
     compare(

@@ -33,7 +33,7 @@ class EnsembleLinear(nn.Module):
         nn.init.uniform_(self.weight, -bound, bound)
 
     def forward(self, x: th.Tensor, members: th.Tensor | None = None) -> th.Tensor:
-        return ensemble_linear(x, self.weight, self.bias, members)
+        return ensemble_linear(x, *select_members([self.weight, self.bias], members))
 
 
 class EnsembleLayerNorm(nn.Module):

@@ -60,32 +60,21 @@ def linear(x: th.Tensor, weight: th.Tensor, bias: th.Tensor | None = None, silu:
     return F.silu(out) if silu else out
 
 
-def ensemble_linear(x: th.Tensor, weight: th.Tensor, bias: th.Tensor, members: th.Tensor | None = None) -> th.Tensor:
+def ensemble_linear(x: th.Tensor, weight: th.Tensor, bias: th.Tensor) -> th.Tensor:
     """
-    ``E`` linear layers at once: ``x @ weight + bias``, or only the layers of ``members``.
+    ``E`` linear layers at once: ``x @ weight + bias``.
 
-    On a GPU the chosen members' weights are gathered on the device (no host sync) for one batched
-    matmul. On a CPU, where reading the indices costs nothing, each chosen member runs on a view of
-    its weights: gathering them would copy up to ``k·in·out`` floats per call, which at the paper's
-    sizes costs more than the matmul of one action's candidates.
-
-    :param x: ``(B, in)``, the same rows for every member, or ``(E, B, in)`` (``(k, B, in)`` with ``members``)
+    :param x: ``(B, in)``, the same rows for every member, or ``(E, B, in)``
     :param weight: ``(E, in, out)``
     :param bias: ``(E, 1, out)``
-    :param members: indices ``(k,)`` of the members to run, in that order; all of them by default
-    :return: ``(E, B, out)``, or ``(k, B, out)`` with ``members``
+    :return: ``(E, B, out)``
     """
-    if members is not None and weight.device.type != "cpu":
-        weight, bias, members = weight.index_select(0, members), bias.index_select(0, members), None
-    chosen = range(weight.shape[0]) if members is None else members.tolist()
-    rows_per_member = x.numel() // x.shape[-1] // (len(chosen) if x.dim() == 3 else 1)
+    n_members = weight.shape[0]
+    rows_per_member = x.numel() // x.shape[-1] // (n_members if x.dim() == 3 else 1)
     if use_onednn(x, weight, rows_per_member * weight[0].numel()):
-        inputs = x.unbind(0) if x.dim() == 3 else [x] * len(chosen)
-        return th.stack([_onednn_linear(xe, weight[e].t(), bias[e, 0]) for xe, e in zip(inputs, chosen)])
-    if members is None:
-        return th.matmul(x, weight) + bias
-    inputs = x.unbind(0) if x.dim() == 3 else [x] * len(chosen)
-    return th.stack([th.addmm(bias[e, 0], xe, weight[e]) for xe, e in zip(inputs, chosen)])
+        inputs = x.unbind(0) if x.dim() == 3 else [x] * n_members
+        return th.stack([_onednn_linear(xe, we.t(), be[0]) for xe, we, be in zip(inputs, weight, bias)])
+    return th.matmul(x, weight) + bias
 
 
 class Linear(nn.Linear):
