@@ -473,15 +473,25 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile measurement")
     parser.add_argument(
+        "--matmul-precision",
+        choices=["highest", "high", "medium"],
+        default="highest",
+        help="torch.set_float32_matmul_precision: 'high' lets a GPU use TF32 for float32 matmuls (as XLA does by default)",
+    )
+    parser.add_argument(
         "--compile-mode", default="default", help="torch.compile mode to measure ('reduce-overhead': CUDA graphs on a GPU)"
     )
     args = parser.parse_args()
     th.set_num_threads(args.threads)
+    th.set_float32_matmul_precision(args.matmul_precision)
     config = CONFIGS[args.config]
     repeats = args.repeats or (3 if args.config == "paper" else 30)
     env_steps = args.env_steps or (20 if args.config == "paper" and args.device == "cpu" else 200)
     device_name = th.cuda.get_device_name() if args.device.startswith("cuda") else f"CPU, {args.threads} thread(s)"
-    print(f"# {args.config} config on {device_name}, torch {th.__version__}, {datetime.date.today()}\n")
+    print(
+        f"# {args.config} config on {device_name}, torch {th.__version__}, float32 matmul precision "
+        f"{args.matmul_precision!r}, {datetime.date.today()}\n"
+    )
     print(f"config: {config}\n")
 
     learner = measure_learner(config, args.device, repeats)
