@@ -2,7 +2,7 @@
 # Every GPU figure of benchmarks/README.md in one run, on a machine with CUDA, PyTorch, SB3 and gymnasium:
 # the CUDA tests, then benchmarks/speed.py on the tiny and paper configurations (eager against SB3's SAC,
 # torch.compile with CUDA graphs, bf16), and the paper configuration again with TF32 matmuls.
-# About 10 minutes on an H100. Writes markdown and logs to the folder given as $1 (default benchmarks/gpu_results).
+# Written to fit in 10 minutes on an H100 (not yet run on one). Writes markdown and logs to the folder given as $1 (default benchmarks/gpu_results).
 #
 #     bash benchmarks/gpu.sh /tmp/gpu_results
 set -euo pipefail

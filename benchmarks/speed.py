@@ -470,6 +470,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=None, help="timed calls per measurement, median (tiny 30, paper 3)")
     parser.add_argument("--env-steps", type=int, default=None, help="env steps of the full-training measurement")
+    parser.add_argument("--utd", type=int, default=None, help="override the configuration's UTD (and policy delay)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile measurement")
     parser.add_argument(
@@ -484,7 +485,7 @@ def main() -> None:
     args = parser.parse_args()
     th.set_num_threads(args.threads)
     th.set_float32_matmul_precision(args.matmul_precision)
-    config = CONFIGS[args.config]
+    config = CONFIGS[args.config] if args.utd is None else {**CONFIGS[args.config], "utd": args.utd}
     repeats = args.repeats or (3 if args.config == "paper" else 30)
     env_steps = args.env_steps or (20 if args.config == "paper" and args.device == "cpu" else 200)
     device_name = th.cuda.get_device_name() if args.device.startswith("cuda") else f"CPU, {args.threads} thread(s)"
