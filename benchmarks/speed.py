@@ -36,6 +36,7 @@ import torch as th
 from gymnasium import spaces
 from stable_baselines3 import SAC
 from stable_baselines3.common.logger import configure
+from stable_baselines3.common.utils import polyak_update
 from torch import nn
 from torch.nn import functional as F
 from torch.utils.flop_counter import FlopCounterMode
@@ -392,6 +393,14 @@ def measure_optimisations(config: dict, device: str, repeats: int, compile_mode:
         "critic ensemble: batched weights (vs a loop over E MLPs), forward + backward",
         lambda: loop(x).square().mean().backward(),
         lambda: ensemble(x[:, :OBS_DIM], x[:, OBS_DIM:]).square().mean().backward(),
+    )
+
+    # Not used by EXPO (1.00x on CPU): one foreach kernel instead of two per tensor, which may pay on a GPU.
+    critic_params, target_params = list(model.critic.parameters()), list(model.critic_target.parameters())
+    compare(
+        "candidate: Polyak update of the target critics as one foreach lerp (vs SB3's two ops per tensor)",
+        lambda: polyak_update(critic_params, target_params, model.tau),
+        no_grad(lambda: th._foreach_lerp_(target_params, critic_params, model.tau)),
     )
 
     buffer = model.replay_buffer
