@@ -368,8 +368,8 @@ class EXPO(OffPolicyAlgorithm):
                         selection_subsets[j],
                         value_subsets[j],
                     )
-                q_values = self._critic_step(obs[batch], actions[batch], target, metrics)
                 metrics["edit_win_rate"].append((best >= self.n_base_samples).float().mean())
+                q_values = self._critic_step(obs[batch], actions[batch], target, metrics)
                 metrics["q_ensemble_std"].append(q_values.detach().std(dim=0).mean())
                 metrics["q_mean"].append(q_values.detach().mean())
 
@@ -416,7 +416,9 @@ class EXPO(OffPolicyAlgorithm):
         critic_loss.backward()
         self.critic.optimizer.step()
         polyak_update(self.critic.parameters(), self.critic_target.parameters(), self.tau)
-        metrics["critic_loss"].append(critic_loss.detach())
+        # A copy: under CUDA graphs (compile_mode "reduce-overhead"/"max-autotune") the loss lives in the graph's
+        # static memory, which the next critic step's replay overwrites before the metrics are read.
+        metrics["critic_loss"].append(critic_loss.detach().clone())
         return q_values
 
     def _policy_step(self, obs: th.Tensor, actions: th.Tensor, metrics: dict) -> None:
