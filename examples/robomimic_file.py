@@ -1,7 +1,8 @@
 """EXPO on a robomimic (or MimicGen) low-dim file: the data, the env recorded in it, and training.
 
     # the low-dim "ph" datasets, e.g. with robomimic's scripts/download_datasets.py, then:
-    pip install "sb3_expo[offline,robomimic]"      # robosuite; MimicGen tasks: "sb3_expo[offline,mimicgen]"
+    pip install "sb3_expo[offline,robomimic]"      # robosuite; MimicGen tasks also need MimicGen from source:
+    git clone https://github.com/NVlabs/mimicgen && pip install -e mimicgen   # (PyPI's "mimicgen" is not it)
     python examples/robomimic_file.py --task sb3_expo/RobomimicSquare-v0 --dataset square/ph/low_dim_v141.hdf5
 
 Without robosuite the script still loads the file and prints what it holds, then stops with the

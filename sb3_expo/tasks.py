@@ -13,10 +13,12 @@ and the offline datasets that are built locally rather than downloaded.
 
 Every task reports ``info["is_success"]``, so SB3 logs ``rollout/success_rate`` and ``EvalCallback``
 ``eval/success_rate``. Simulators are imported only when an env is created: Gymnasium-Robotics and
-MuJoCo (``robotics`` extra), robosuite (``robomimic`` extra) and MimicGen (``mimicgen`` extra).
+MuJoCo (``robotics`` extra), robosuite (``robomimic`` extra) and MimicGen (installed from its source
+repository, :data:`MIMICGEN_INSTALL`: the ``mimicgen`` project on PyPI is an unrelated stub).
 """
 
 import functools
+import importlib
 import json
 import os
 import warnings
@@ -203,14 +205,17 @@ def build_adroit_binary_dataset(
 
 # --------------------------------------------------------------------------------- robomimic and MimicGen
 
-# env id -> (robosuite environment family, pip extra for its simulator)
+# env id -> whether the task's robosuite environment comes from MimicGen (True) or robosuite itself (False)
 ROBOMIMIC_TASKS = {
-    "sb3_expo/RobomimicLift-v0": "robomimic",
-    "sb3_expo/RobomimicCan-v0": "robomimic",
-    "sb3_expo/RobomimicSquare-v0": "robomimic",
-    "sb3_expo/MimicGenThreading-v0": "mimicgen",
-    "sb3_expo/MimicGenStack-v0": "mimicgen",
+    "sb3_expo/RobomimicLift-v0": False,
+    "sb3_expo/RobomimicCan-v0": False,
+    "sb3_expo/RobomimicSquare-v0": False,
+    "sb3_expo/MimicGenThreading-v0": True,
+    "sb3_expo/MimicGenStack-v0": True,
 }
+# MimicGen is not on PyPI: the `mimicgen` name there is an unrelated 4 kB stub (a fake "data synchronization"
+# client), so no extra of this package names it. It is installed from NVIDIA's source repository.
+MIMICGEN_INSTALL = "git clone https://github.com/NVlabs/mimicgen && pip install -e mimicgen"
 # robomimic's low-dimensional observation keys for these tasks, in the order they are concatenated.
 ROBOMIMIC_OBS_KEYS = ("robot0_eef_pos", "robot0_eef_quat", "robot0_gripper_qpos", "object")
 # robomimic's default rollout horizon.
@@ -282,7 +287,7 @@ class RobosuiteEnv(gym.Env):
 
 
 def make_robomimic_env(
-    dataset_path: str | os.PathLike | None = None, obs_keys: Sequence[str] = ROBOMIMIC_OBS_KEYS, extra: str = "robomimic"
+    dataset_path: str | os.PathLike | None = None, obs_keys: Sequence[str] = ROBOMIMIC_OBS_KEYS, mimicgen: bool = False
 ) -> gym.Env:
     """
     The robosuite environment a robomimic or MimicGen low-dim file was recorded in (its
@@ -291,20 +296,21 @@ def make_robomimic_env(
 
     :param dataset_path: the ``.hdf5`` file (the same file EXPO's ``offline_dataset`` names)
     :param obs_keys: observation keys, in the order the offline data concatenates them
-    :param extra: the pip extra that installs the simulator (``"robomimic"`` or ``"mimicgen"``)
+    :param mimicgen: the file's environment is one of MimicGen's, registered with robosuite by ``import mimicgen``
     :return: the environment, without time limit
-    :raises ImportError: robosuite (or MimicGen for MimicGen tasks) is not installed; the message names the extra
+    :raises ImportError: robosuite is not installed (the message names the extra), or MimicGen's environments
+        are not (the message says how to install MimicGen from source)
     :raises FileNotFoundError: the file does not exist
     """
-    robosuite = import_optional("robosuite", extra)
+    robosuite = import_optional("robosuite", "robomimic")
     if dataset_path is None:
         raise ValueError(
             "robomimic / MimicGen tasks are created from their dataset file: pass dataset_path (with rl-zoo: "
             "--env-kwargs dataset_path:\"'/path/to/low_dim.hdf5'\")"
         )
     env_meta = read_robomimic_env_meta(dataset_path)
-    if extra == "mimicgen":
-        import_optional("mimicgen", "mimicgen")  # registers MimicGen's environments with robosuite
+    if mimicgen:
+        require_mimicgen_env(env_meta["env_name"])
     env_kwargs = {
         **env_meta["env_kwargs"],
         "has_renderer": False,
@@ -314,6 +320,28 @@ def make_robomimic_env(
         "ignore_done": True,  # the registered time limit ends episodes
     }
     return RobosuiteEnv(robosuite.make(env_meta["env_name"], **env_kwargs), obs_keys)
+
+
+def require_mimicgen_env(env_name: str) -> None:
+    """
+    Import MimicGen, which registers its environments with robosuite, and check that ``env_name`` is now
+    one of robosuite's environments. A successful ``import mimicgen`` alone proves nothing: PyPI's
+    ``mimicgen`` is an unrelated stub that imports fine and registers no environment.
+
+    :param env_name: the robosuite environment of the dataset file (e.g. ``"Threading_D0"``)
+    :raises ImportError: MimicGen is not installed, or what is installed under that name registers no ``env_name``
+    """
+    try:
+        importlib.import_module("mimicgen")
+    except ImportError as error:
+        raise ImportError(f"MimicGen tasks need NVIDIA's MimicGen, installed from source: {MIMICGEN_INSTALL}") from error
+    registered = getattr(importlib.import_module("robosuite.environments.base"), "REGISTERED_ENVS", {})
+    if env_name not in registered:
+        raise ImportError(
+            f"After `import mimicgen`, robosuite has no environment {env_name!r}: the installed 'mimicgen' package is "
+            f"not NVIDIA's MimicGen (PyPI's 'mimicgen' is an unrelated stub: pip uninstall mimicgen). "
+            f"Install MimicGen from source: {MIMICGEN_INSTALL}"
+        )
 
 
 # ---------------------------------------------------------------------------------------- local datasets
@@ -360,13 +388,13 @@ def register_task_envs() -> None:
                 max_episode_steps=max_episode_steps,
                 kwargs=dict(task=task),
             )
-    for env_id, extra in ROBOMIMIC_TASKS.items():
+    for env_id, mimicgen in ROBOMIMIC_TASKS.items():
         if env_id not in gym.registry:
             gym.register(
                 env_id,
                 entry_point=f"{__name__}:make_robomimic_env",
                 max_episode_steps=ROBOMIMIC_MAX_EPISODE_STEPS,
-                kwargs=dict(extra=extra),
+                kwargs=dict(mimicgen=mimicgen),
             )
 
 

@@ -336,8 +336,36 @@ def test_robomimic_missing_simulator_names_the_extra(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "robosuite", None)
     with pytest.raises(ImportError, match=r'pip install "sb3_expo\[robomimic\]"'):
         gym.make("sb3_expo/RobomimicSquare-v0", dataset_path=str(tmp_path / "square.hdf5"))
-    with pytest.raises(ImportError, match=r'pip install "sb3_expo\[mimicgen\]"'):
+    with pytest.raises(ImportError, match=r'pip install "sb3_expo\[robomimic\]"'):  # MimicGen runs on robosuite too
         gym.make("sb3_expo/MimicGenThreading-v0", dataset_path=str(tmp_path / "threading.hdf5"))
+
+
+def fake_robosuite(monkeypatch, registered_envs, make):
+    """A robosuite module with only ``make`` and ``environments.base.REGISTERED_ENVS`` (robosuite's env registry)."""
+    base = types.SimpleNamespace(REGISTERED_ENVS=registered_envs)
+    monkeypatch.setitem(sys.modules, "robosuite", types.SimpleNamespace(make=make))
+    monkeypatch.setitem(sys.modules, "robosuite.environments", types.SimpleNamespace(base=base))
+    monkeypatch.setitem(sys.modules, "robosuite.environments.base", base)
+
+
+def test_mimicgen_task_checks_that_mimicgen_registered_the_env(tmp_path, monkeypatch):
+    path = tmp_path / "lift_low_dim.hdf5"  # env_args name "Lift": stands for a MimicGen env such as "Threading_D0"
+    sizes = write_robomimic_file(path)
+    registered = {}
+    fake_robosuite(monkeypatch, registered, make=lambda env_name, **kwargs: FakeRobosuiteLift(sizes, **kwargs))
+
+    monkeypatch.setitem(sys.modules, "mimicgen", None)  # not installed
+    with pytest.raises(ImportError, match=r"github\.com/NVlabs/mimicgen"):
+        gym.make("sb3_expo/MimicGenThreading-v0", dataset_path=str(path))
+
+    # PyPI's impostor: `import mimicgen` succeeds but no environment is registered with robosuite.
+    monkeypatch.setitem(sys.modules, "mimicgen", types.SimpleNamespace(Client=object))
+    with pytest.raises(ImportError, match=r"not NVIDIA's MimicGen.*pip uninstall mimicgen"):
+        gym.make("sb3_expo/MimicGenThreading-v0", dataset_path=str(path))
+
+    registered["Lift"] = FakeRobosuiteLift  # what NVIDIA's `import mimicgen` does for its own envs
+    env = gym.make("sb3_expo/MimicGenThreading-v0", dataset_path=str(path))
+    assert env.observation_space.shape == (19,)
 
 
 def test_robomimic_missing_file_or_path(tmp_path, monkeypatch):
