@@ -34,6 +34,8 @@ TensorObs = th.Tensor | dict[str, th.Tensor]
 # offline_ratio is read as the nearest fraction with at most this denominator, so the row pattern is exact.
 MAX_RATIO_DENOMINATOR = 1_000_000
 # The sample fields that are mixed row by row (``discounts`` stays SB3's: None).
+# Offline actions are clipped to ±this, in [-1, 1] units (the reference's ``clip_to_eps``).
+OFFLINE_ACTION_LIMIT = 1.0 - 1e-5
 MIXED_FIELDS = ("observations", "actions", "next_observations", "dones", "rewards")
 
 
@@ -166,7 +168,9 @@ class OfflineMixingMixin:
 
         The data is checked against the buffer's spaces first, so a wrong dataset fails here rather than
         deep inside training. Actions are mapped from the env's bounds to [-1, 1], the units SB3 stores
-        online actions in (``squash_output=True``). The arrays are kept in host memory, not pickled.
+        online actions in (``squash_output=True``), and clipped to ±(1 - 1e-5) as the reference's loaders
+        do, so that dataset actions recorded exactly at the bounds stay inside the open interval of the
+        edit actor's tanh. The arrays are kept in host memory, not pickled.
 
         :param transitions: offline transitions in the environment's units
         :raises ValueError: if the data does not fit the spaces (see :func:`validate_against_env`) or is empty
@@ -174,9 +178,11 @@ class OfflineMixingMixin:
         validate_against_env(transitions, self.observation_space, self.action_space)
         if len(transitions) == 0:
             raise ValueError("The offline transitions are empty")
+        scaled_actions = scale_actions(transitions.actions, self.action_space)  # type: ignore[arg-type]
+        actions = np.clip(scaled_actions, -OFFLINE_ACTION_LIMIT, OFFLINE_ACTION_LIMIT).astype(self.actions.dtype, copy=False)
         self._offline = _OfflineArrays(
             observations=_cast_like(transitions.observations, self.observations),
-            actions=scale_actions(transitions.actions, self.action_space).astype(self.actions.dtype, copy=False),  # type: ignore[arg-type]
+            actions=actions,
             rewards=transitions.rewards,
             next_observations=_cast_like(transitions.next_observations, self.observations),
             terminals=transitions.terminals,

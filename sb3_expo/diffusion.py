@@ -27,6 +27,25 @@ from sb3_expo.linear import Linear, linear
 CPU_CHUNK_ROWS = 1024
 
 
+def xavier_uniform_(layer: nn.Linear) -> nn.Linear:
+    """Xavier-uniform weights and zero bias: flax's ``Dense`` init in the reference, for heads and input/output layers."""
+    nn.init.xavier_uniform_(layer.weight)
+    nn.init.zeros_(layer.bias)
+    return layer
+
+
+def lecun_normal_(layer: nn.Linear) -> nn.Linear:
+    """
+    LeCun-normal weights (variance 1/fan_in, truncated at two standard deviations, as flax's ``lecun_normal``)
+    and zero bias: the reference's init inside the denoiser's residual blocks.
+    """
+    # Truncating a unit normal at ±2 shrinks its std to 0.8796; flax rescales so the variance stays 1/fan_in.
+    std = math.sqrt(1.0 / layer.in_features) / 0.87962566103423978
+    nn.init.trunc_normal_(layer.weight, std=std, a=-2 * std, b=2 * std)
+    nn.init.zeros_(layer.bias)
+    return layer
+
+
 def vp_beta_schedule(n_steps: int) -> th.Tensor:
     """
     Variance-preserving β schedule of the reference code (a discretised VP-SDE with
@@ -67,9 +86,9 @@ class ResidualBlock(nn.Module):
         super().__init__()
         self.net = nn.Sequential(
             nn.Dropout(dropout),
-            nn.LayerNorm(width),
-            Linear(width, expansion * width, silu=True),
-            Linear(expansion * width, width),
+            nn.LayerNorm(width, eps=1e-6),
+            lecun_normal_(Linear(width, expansion * width, silu=True)),
+            lecun_normal_(Linear(expansion * width, width)),
         )
 
     def forward(self, h: th.Tensor) -> th.Tensor:
@@ -105,13 +124,13 @@ class Denoiser(nn.Module):
         self.action_dim = action_dim
         self.time_embedding = nn.Sequential(
             FourierFeatures(n_frequencies),
-            Linear(2 * n_frequencies, width),
+            xavier_uniform_(Linear(2 * n_frequencies, width)),
             nn.SiLU(),
-            Linear(width, width),
+            xavier_uniform_(Linear(width, width)),
         )
-        self.input_layer = Linear(action_dim + obs_dim + width, width)
+        self.input_layer = xavier_uniform_(Linear(action_dim + obs_dim + width, width))
         self.blocks = nn.Sequential(*[ResidualBlock(width, dropout) for _ in range(n_blocks)])
-        self.output_layer = nn.Sequential(nn.SiLU(), Linear(width, action_dim))
+        self.output_layer = nn.Sequential(nn.SiLU(), xavier_uniform_(Linear(width, action_dim)))
 
     def forward(self, obs: th.Tensor, noisy_action: th.Tensor, t: th.Tensor) -> th.Tensor:
         """

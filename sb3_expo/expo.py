@@ -338,10 +338,13 @@ class EXPO(OffPolicyAlgorithm):
         and edit actor do not change within it, so this is exact); only the ranking of candidates, which
         depends on the target critics, runs inside the loop. Metrics stay on the device until the end.
         """
+        data = self.replay_buffer.sample(gradient_steps * batch_size, env=self._vec_normalize_env)  # type: ignore[union-attr]
+        self._train_on(data, gradient_steps, batch_size)
+
+    def _train_on(self, data: Any, gradient_steps: int, batch_size: int) -> None:
+        """:meth:`train` on ``gradient_steps`` minibatches already drawn (online training, or offline critic warm-up)."""
         self.policy.set_training_mode(True)
         self._update_learning_rates()
-
-        data = self.replay_buffer.sample(gradient_steps * batch_size, env=self._vec_normalize_env)  # type: ignore[union-attr]
         obs = self.policy.extract_features(data.observations, self.policy.features_extractor)
         next_obs = self.policy.extract_features(data.next_observations, self.policy.features_extractor)
         actions, rewards, not_terminal = data.actions, data.rewards.flatten(), 1.0 - data.dones.flatten()
@@ -458,14 +461,16 @@ class EXPO(OffPolicyAlgorithm):
 
     def _update_temperature(self, log_prob: th.Tensor) -> None:
         """
-        SAC's temperature step on log α, ``loss = log α · (H - H*)`` with ``H = -mean log π_E``, then
-        log α is clamped to a finite range: with an unreachable target α would otherwise grow until
-        it overflows to inf and the losses to NaN (ALGORITHM.md §7.1).
+        The reference's temperature step, ``loss = α · (H - H*)`` with ``H = -mean log π_E``, on the
+        parameter log α. (SB3's SAC uses ``log α · (H - H*)``: the same sign of step, but its gradient
+        lacks the factor α, so α moves as fast when it is 1e-3 as when it is 1.) Then log α is clamped
+        to a finite range: with an unreachable target α would otherwise grow until it overflows to inf
+        and the losses to NaN (ALGORITHM.md §7.1).
         """
         if self.ent_coef_optimizer is None or self.log_ent_coef is None:
             return
         entropy = -log_prob.mean()
-        ent_coef_loss = (self.log_ent_coef * (entropy - self.target_entropy)).sum()
+        ent_coef_loss = (self.log_ent_coef.exp() * (entropy - self.target_entropy)).sum()
         self.ent_coef_optimizer.zero_grad(set_to_none=True)
         ent_coef_loss.backward()
         self.ent_coef_optimizer.step()
@@ -537,6 +542,7 @@ class EXPO(OffPolicyAlgorithm):
         log_interval: int = 1000,
         tb_log_name: str = "EXPO",
         progress_bar: bool = False,
+        critic: bool = False,
     ) -> SelfEXPO:
         """
         Offline-to-online: pretrain the base policy (and its EMA) by imitation of the offline data only
@@ -544,14 +550,23 @@ class EXPO(OffPolicyAlgorithm):
         the temperature start fresh in :meth:`learn`, which then needs no random warm-up
         (``learning_starts=0``).
 
-        TensorBoard: ``pretrain/base_loss`` every ``log_interval`` steps, in the same run as the following
-        ``learn()`` calls.
+        With ``critic=True`` the critics, the edit actor and the temperature are trained too, on offline
+        batches only (the reference code's ``pretrain_q`` / ``pretrain_edit`` options): each step is then
+        one UTD block of :meth:`train` (``gradient_steps`` critic updates, and the base, edit and temperature
+        updates every ``policy_delay``). Use it after imitation (``pretrain(n)`` then ``pretrain(m,
+        critic=True)``) so that the on-the-fly action is ranked by fitted critics from the first online
+        step: untrained critics pick among the base's samples by noise that is the same for every state,
+        which can act far worse than the base alone (``benchmarks/README.md``).
 
-        :param n_steps: gradient steps
+        TensorBoard: ``pretrain/base_loss`` every ``log_interval`` steps, in the same run as the following
+        ``learn()`` calls; with ``critic=True`` also the ``train/*`` keys of :meth:`train`.
+
+        :param n_steps: gradient steps (with ``critic=True``: UTD blocks of ``gradient_steps`` critic updates)
         :param batch_size: minibatch size (default: the model's ``batch_size``)
         :param log_interval: steps between two log records
         :param tb_log_name: name of the TensorBoard run
         :param progress_bar: show a tqdm progress bar
+        :param critic: also train the critics, the edit actor and the temperature (see above)
         :raises ValueError: no offline data is attached
         """
         if not isinstance(self.replay_buffer, OfflineMixingMixin) or self.replay_buffer.offline_size == 0:
@@ -563,13 +578,20 @@ class EXPO(OffPolicyAlgorithm):
         if progress_bar:
             from tqdm.auto import tqdm
 
-            steps = tqdm(steps, desc="pretraining the base policy")
+            steps = tqdm(steps, desc="pretraining the critics on offline data" if critic else "pretraining the base policy")
+        if critic:
+            for step in steps:
+                data = self.replay_buffer.sample_offline(self.gradient_steps * batch_size, env=self._vec_normalize_env)
+                self._train_on(data, self.gradient_steps, batch_size)
+                if (step + 1) % log_interval == 0 or step + 1 == n_steps:
+                    self.logger.dump(step=self._n_updates)
+            return self
         self.policy.set_training_mode(True)
         losses = []
         for step in steps:
-            if step % log_interval == 0:
-                decay = cosine_decay(self._n_base_updates, self.policy_lr_decay_steps)
-                update_learning_rate(self.base.optimizer, self.lr_schedule(self._current_progress_remaining) * decay)
+            # The learning rate follows its schedule at every step, as the reference's optax schedule does.
+            decay = cosine_decay(self._n_base_updates, self.policy_lr_decay_steps)
+            update_learning_rate(self.base.optimizer, self.lr_schedule(self._current_progress_remaining) * decay)
             data = self.replay_buffer.sample_offline(batch_size, env=self._vec_normalize_env)
             obs = self.policy.extract_features(data.observations, self.policy.features_extractor)
             losses.append(self._base_step(obs, data.actions))

@@ -24,7 +24,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from sb3_expo.critics import CriticEnsemble, random_subsets
-from sb3_expo.diffusion import DiffusionPolicy
+from sb3_expo.diffusion import DiffusionPolicy, xavier_uniform_
 
 
 class CandidateNoise(NamedTuple):
@@ -87,11 +87,12 @@ class EditActor(nn.Module):
         layers: list[nn.Module] = []
         in_features = obs_dim + action_dim
         for width in net_arch:
-            layers += [nn.Linear(in_features, width), nn.Dropout(dropout), activation_fn()]
+            layers += [xavier_uniform_(nn.Linear(in_features, width)), nn.Dropout(dropout), activation_fn()]
             in_features = width
         self.latent = nn.Sequential(*layers)
-        self.mu = nn.Linear(in_features, action_dim)
-        self.log_std = nn.Linear(in_features, action_dim)
+        # Xavier-uniform weights and zero biases everywhere, as the reference (not PyTorch's default init).
+        self.mu = xavier_uniform_(nn.Linear(in_features, action_dim))
+        self.log_std = xavier_uniform_(nn.Linear(in_features, action_dim))
         # log|det| of the scaling u -> β·u: the edit's density is u's density divided by β^d.
         self.scaling_log_det = action_dim * math.log(edit_scale)
 

@@ -289,3 +289,40 @@ def test_infinite_action_bounds_are_rejected(tiny_kwargs):
 def test_discrete_actions_are_rejected(tiny_kwargs):
     with pytest.raises(AssertionError, match="Box"):
         EXPO("MlpPolicy", "CartPole-v1", **tiny_kwargs)
+
+
+def test_temperature_gradient_is_alpha_times_the_entropy_gap(tiny_kwargs):
+    """The reference's loss α·(H - H*): its gradient in log α is α·(H - H*) (SB3's log α·(H - H*) lacks the α)."""
+    model = EXPO("MlpPolicy", "Pendulum-v1", **{**tiny_kwargs, "ent_coef": "auto_0.1"})
+    log_prob = th.full((16,), 0.3)
+    gradients = []
+    model.ent_coef_optimizer.step = lambda: gradients.append(model.log_ent_coef.grad.clone())
+    model._update_temperature(log_prob)
+    entropy_gap = -0.3 - model.target_entropy
+    assert gradients[0].item() == pytest.approx(0.1 * entropy_gap, rel=1e-5)
+
+
+def test_networks_start_from_the_reference_initialisation(tiny_kwargs):
+    policy = EXPO("MlpPolicy", "Pendulum-v1", **tiny_kwargs).policy
+    actor = policy.edit_actor
+    for layer in [*[m for m in actor.latent if isinstance(m, nn.Linear)], actor.mu, actor.log_std]:
+        bound = math.sqrt(6.0 / (layer.in_features + layer.out_features))  # Xavier-uniform
+        assert layer.weight.abs().max() <= bound and th.all(layer.bias == 0)
+    denoiser = policy.base.denoiser
+    for layer in [denoiser.input_layer, denoiser.output_layer[-1], denoiser.time_embedding[1], denoiser.time_embedding[3]]:
+        assert layer.weight.abs().max() <= math.sqrt(6.0 / (layer.in_features + layer.out_features))
+        assert th.all(layer.bias == 0)
+    for block in denoiser.blocks:
+        norm, hidden, output = block.net[1], block.net[2], block.net[3]
+        assert norm.eps == 1e-6
+        for layer in (hidden, output):  # LeCun-normal truncated at 2 std: |w| <= 2·sqrt(1/fan_in)/0.8796
+            assert layer.weight.abs().max() <= 2 * math.sqrt(1 / layer.in_features) / 0.8796 + 1e-6
+            assert th.all(layer.bias == 0)
+
+
+def test_lecun_normal_has_variance_one_over_fan_in():
+    from sb3_expo.diffusion import lecun_normal_
+
+    th.manual_seed(0)
+    layer = lecun_normal_(nn.Linear(256, 1024))
+    assert layer.weight.var().item() == pytest.approx(1 / 256, rel=0.02)

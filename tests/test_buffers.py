@@ -281,3 +281,15 @@ def test_expo_learns_with_offline_buffer(tiny_kwargs, tmp_path):
     n_updates = model._n_updates
     model.learn(10, reset_num_timesteps=False)
     assert model._n_updates > n_updates
+
+
+def test_offline_actions_at_the_bounds_are_clipped_inside_them():
+    """As the reference's loaders (clip_to_eps): dataset actions stay inside the open interval of the edit's tanh."""
+    action_space = spaces.Box(-2.0, 2.0, (2,), np.float32)
+    buffer = OfflineReplayBuffer(10, OBS_SPACE, action_space, device="cpu")
+    data = offline_data(2, action_space)
+    data.actions[:] = [[-2.0, 2.0], [0.0, 1.0]]
+    buffer.attach_offline(data)
+    actions = buffer.sample_offline(100).actions
+    assert actions.abs().max().item() == pytest.approx(1 - 1e-5)
+    assert {round(value, 6) for value in actions[:, 1].tolist()} == {round(1 - 1e-5, 6), 0.5}

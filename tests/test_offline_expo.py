@@ -157,3 +157,29 @@ def test_custom_buffer_that_cannot_mix_is_rejected(tiny_kwargs, pendulum_file):
 
     with pytest.raises(ValueError, match="cannot mix offline data"):
         EXPO("MlpPolicy", "Pendulum-v1", offline_dataset=str(pendulum_file), replay_buffer_class=ReplayBuffer, **tiny_kwargs)
+
+
+def test_pretraining_learning_rate_follows_its_schedule_at_every_step(tiny_kwargs, pendulum_file):
+    model = EXPO("MlpPolicy", "Pendulum-v1", offline_dataset=pendulum_file, policy_lr_decay_steps=100, **tiny_kwargs)
+    model.pretrain(50, log_interval=1000)  # no log record in between: the rate must still follow the schedule
+    # the rate of the last step (step 49 of a cosine over 100 base updates)
+    assert model.base.optimizer.param_groups[0]["lr"] == pytest.approx(3e-4 * 0.5 * (1 + np.cos(np.pi * 49 / 100)))
+
+
+def test_critic_pretraining_trains_every_network_on_offline_data_only(tiny_kwargs, pendulum_file):
+    model = EXPO("MlpPolicy", "Pendulum-v1", offline_dataset=pendulum_file, **tiny_kwargs)
+    model.pretrain(20)
+    critic_before = [p.clone() for p in model.critic.parameters()]
+    actor_before = [p.clone() for p in model.edit_actor.parameters()]
+    sampled = []
+    model.replay_buffer.sample = lambda *args, **kwargs: sampled.append(args)  # online sampling must not be used
+    model.pretrain(5, critic=True)
+    assert sampled == [] and model.replay_buffer.size() == 0
+    # one UTD block per step: gradient_steps critic updates, a policy update every policy_delay of them
+    assert model._n_updates == 5 * tiny_kwargs["gradient_steps"]
+    assert model._n_policy_updates == 5 * tiny_kwargs["gradient_steps"] // tiny_kwargs["policy_delay"]
+    assert model._n_base_updates == 20 + model._n_policy_updates
+    assert all(not th.equal(a, b) for a, b in zip(critic_before, model.critic.parameters()))
+    assert any(not th.equal(a, b) for a, b in zip(actor_before, model.edit_actor.parameters()))
+    del model.replay_buffer.sample
+    model.learn(60)  # online training continues from the warmed-up critics
