@@ -1,10 +1,12 @@
 """
-Task environments for the examples: a PointMaze with a fixed start and goal and a sparse goal reward,
-and the wrappers the paper's task families need (success flags, AntMaze's end at the goal, Adroit's
-binary reward; the tasks themselves are registered in :mod:`sb3_expo.tasks`).
+Task environments whose offline data is built locally: PointMazes with a fixed start and goal and a
+sparse goal reward (the U-maze demo and a large maze), FetchPush ended at success, and the wrappers the
+paper's task families need (success flags, AntMaze's end at the goal, Adroit's binary reward; those
+tasks themselves are registered in :mod:`sb3_expo.tasks`).
 
-Importing this module registers :data:`POINTMAZE_ENV_ID` with gymnasium (``gym.make`` and Minari's
-``env_spec`` then recreate the task by id). MuJoCo and Gymnasium-Robotics are imported only when the
+Importing this module registers :data:`POINTMAZE_ENV_ID`, :data:`POINTMAZE_LARGE_ENV_ID` and
+:data:`FETCHPUSH_ENV_ID` with gymnasium (``gym.make`` and Minari's ``env_spec`` then recreate the task
+by id). MuJoCo and Gymnasium-Robotics are imported only when the
 environment is created: install them with ``pip install "sb3_expo[robotics]"``.
 """
 
@@ -33,6 +35,37 @@ POINTMAZE_UMAZE_FIXED: list[list[int | str]] = [
 ]
 POINTMAZE_START_CELL = (3, 1)
 POINTMAZE_GOAL_CELL = (1, 1)
+
+POINTMAZE_LARGE_ENV_ID = "sb3_expo/PointMazeLargeFixed-v0"
+
+# Episode limit: the noisy expert needs about 275-295 steps (1.7-1.8x fewer), random actions never get there.
+POINTMAZE_LARGE_MAX_EPISODE_STEPS = 500
+
+# Gymnasium-Robotics' large maze (``maps.LARGE_MAZE``, as ``PointMaze_Large-v3``) with D4RL's AntMaze
+# evaluation start "r" (top left) and goal "g" (bottom right): the shortest path has 15 cells and five
+# turns, and branches into dead ends on the way.
+POINTMAZE_LARGE_FIXED: list[list[int | str]] = [
+    [1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1],
+    [1, "r", 0, 0, 0, 1, 0, 0, 0, 0, 0, 1],
+    [1, 0, 1, 1, 0, 1, 0, 1, 0, 1, 0, 1],
+    [1, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 1],
+    [1, 0, 1, 1, 1, 1, 0, 1, 1, 1, 0, 1],
+    [1, 0, 0, 1, 0, 1, 0, 0, 0, 0, 0, 1],
+    [1, 1, 0, 1, 0, 1, 0, 1, 0, 1, 1, 1],
+    [1, 0, 0, 1, 0, 0, 0, 1, 0, "g", 0, 1],
+    [1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1],
+]
+POINTMAZE_LARGE_START_CELL = (1, 1)
+POINTMAZE_LARGE_GOAL_CELL = (7, 9)
+
+FETCHPUSH_ENV_ID = "sb3_expo/FetchPushTerminal-v0"
+
+# FetchPush's own limit; the noisy expert needs about 25 steps.
+FETCHPUSH_MAX_EPISODE_STEPS = 50
+
+# Least distance from the block to the goal at reset (FetchPush counts 5 cm as reached): every episode
+# needs a real push, not a nudge (in 22% of FetchPush's resets the block starts nearer).
+FETCHPUSH_MIN_GOAL_DISTANCE = 0.1
 
 
 def import_robotics_dependency(name: str = "gymnasium_robotics") -> ModuleType:
@@ -63,7 +96,7 @@ class IsSuccessInfo(gym.Wrapper, gym.utils.RecordConstructorArgs):
 
 def create_pointmaze(**kwargs: Any) -> gym.Env:
     """
-    Entry point of :data:`POINTMAZE_ENV_ID`: Gymnasium-Robotics' ``PointMazeEnv`` with
+    Entry point of :data:`POINTMAZE_ENV_ID` and :data:`POINTMAZE_LARGE_ENV_ID`: Gymnasium-Robotics' ``PointMazeEnv`` with
     ``info["is_success"]``. Prefer :func:`make_pointmaze_env` or ``gym.make``, which add the time limit.
 
     :param kwargs: ``PointMazeEnv`` arguments (the registered ones fix the maze, sparse reward, termination)
@@ -91,16 +124,119 @@ def make_pointmaze_env(max_episode_steps: int = POINTMAZE_MAX_EPISODE_STEPS, **k
     return gym.make(POINTMAZE_ENV_ID, max_episode_steps=max_episode_steps, **kwargs)
 
 
+def make_pointmaze_large_env(max_episode_steps: int = POINTMAZE_LARGE_MAX_EPISODE_STEPS, **kwargs: Any) -> gym.Env:
+    """
+    The long-horizon PointMaze task: ``PointMaze_Large-v3``'s maze and dynamics with one start cell
+    (top left) and one goal cell (bottom right, 15 cells of path away), reward 1 on reaching the goal
+    and 0 otherwise, and termination there, as :func:`make_pointmaze_env`. Dict observations: use
+    ``"MultiInputPolicy"``.
+
+    :param max_episode_steps: time limit (truncation). The default leaves the noisy expert about 1.7x
+        the steps it needs
+    :param kwargs: overrides of ``PointMazeEnv`` arguments (e.g. ``render_mode="rgb_array"``)
+    :return: the environment, as ``gym.make(POINTMAZE_LARGE_ENV_ID, max_episode_steps=...)``
+    :raises ImportError: Gymnasium-Robotics or MuJoCo is not installed (the message names the extra)
+    """
+    return gym.make(POINTMAZE_LARGE_ENV_ID, max_episode_steps=max_episode_steps, **kwargs)
+
+
+class GoalEnvSuccess(gym.Wrapper, gym.utils.RecordConstructorArgs):
+    """
+    For Gymnasium-Robotics' goal environments that report ``info["is_success"]`` as a float (Fetch):
+    a boolean ``info["is_success"]`` and ``info["success"]`` (the key :class:`TerminateOnSuccess`
+    reads) at every step and at reset, and no episode that starts with its goal already achieved, or
+    nearer than ``min_goal_distance``: the env is reset again, from its own generator, until it does
+    not. (Fetch samples the goal independently of the block: 8% of FetchPush's episodes start solved.)
+
+    :param env: a goal environment with ``_is_success(achieved_goal, desired_goal)``
+    :param min_goal_distance: least distance between ``achieved_goal`` and ``desired_goal`` at reset
+    :param max_resets: give up (and keep the last reset) after this many resets
+    """
+
+    def __init__(self, env: gym.Env, min_goal_distance: float = 0.0, max_resets: int = 100):
+        gym.utils.RecordConstructorArgs.__init__(self, min_goal_distance=min_goal_distance, max_resets=max_resets)
+        gym.Wrapper.__init__(self, env)
+        self.min_goal_distance, self.max_resets = min_goal_distance, max_resets
+
+    def _too_close(self, obs: dict[str, np.ndarray]) -> bool:
+        achieved, desired = obs["achieved_goal"], obs["desired_goal"]
+        if np.linalg.norm(achieved - desired) < self.min_goal_distance:
+            return True
+        return bool(self.env.unwrapped._is_success(achieved, desired))  # type: ignore[attr-defined]
+
+    def reset(self, **kwargs: Any) -> tuple[Any, dict[str, Any]]:
+        obs, info = self.env.reset(**kwargs)
+        kwargs.pop("seed", None)
+        for _ in range(self.max_resets - 1):
+            if not self._too_close(obs):
+                break
+            obs, info = self.env.reset(**kwargs)
+        return obs, {**info, "success": False, "is_success": False}
+
+    def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        success = bool(info.get("is_success", False))
+        return obs, float(reward), terminated, truncated, {**info, "success": success, "is_success": success}
+
+
+def create_fetchpush(min_goal_distance: float = FETCHPUSH_MIN_GOAL_DISTANCE, **kwargs: Any) -> gym.Env:
+    """
+    Entry point of :data:`FETCHPUSH_ENV_ID`: Gymnasium-Robotics' ``FetchPush`` (``FetchPush-v4``'s
+    MuJoCo env) with a boolean ``info["is_success"]``, the block at least ``min_goal_distance`` from
+    the goal at reset (:class:`GoalEnvSuccess`) and termination at success
+    (:class:`TerminateOnSuccess`). Prefer :func:`make_fetchpush_env` or ``gym.make``, which add the
+    time limit.
+
+    :param min_goal_distance: least distance from the block to the goal at reset
+    :param kwargs: ``MujocoFetchPushEnv`` arguments (the registered one keeps the sparse reward)
+    :return: the environment, without time limit
+    """
+    import_robotics_dependency("mujoco")
+    push = import_robotics_dependency("gymnasium_robotics.envs.fetch.push")
+    return TerminateOnSuccess(GoalEnvSuccess(push.MujocoFetchPushEnv(**kwargs), min_goal_distance=min_goal_distance))
+
+
+def make_fetchpush_env(max_episode_steps: int = FETCHPUSH_MAX_EPISODE_STEPS, **kwargs: Any) -> gym.Env:
+    """
+    The sparse-reward manipulation task: FetchPush (push a block on a table to a goal position with
+    the closed gripper; 4-D action, the gripper's displacement and an ignored finger command), its
+    sparse reward (-1 per step, 0 once the block is within 5 cm of the goal) and the episode ended
+    there, so the return is minus the steps taken. The block starts at least 10 cm from the goal
+    (FetchPush alone would start some episodes already solved). Dict observations (``observation`` has 25 entries,
+    ``achieved_goal`` and ``desired_goal`` 3 each): use ``"MultiInputPolicy"``.
+
+    :param max_episode_steps: time limit (truncation); FetchPush's own 50 by default
+    :param kwargs: overrides of ``MujocoFetchPushEnv`` arguments (e.g. ``render_mode="rgb_array"``)
+    :return: the environment, as ``gym.make(FETCHPUSH_ENV_ID, max_episode_steps=...)``
+    :raises ImportError: Gymnasium-Robotics or MuJoCo is not installed (the message names the extra)
+    """
+    return gym.make(FETCHPUSH_ENV_ID, max_episode_steps=max_episode_steps, **kwargs)
+
+
 def register_envs() -> None:
-    """Register :data:`POINTMAZE_ENV_ID` with gymnasium, once (importing this module twice is harmless)."""
-    if POINTMAZE_ENV_ID in gym.registry:
-        return
-    gym.register(
-        id=POINTMAZE_ENV_ID,
-        entry_point=f"{__name__}:create_pointmaze",
-        max_episode_steps=POINTMAZE_MAX_EPISODE_STEPS,
-        kwargs=dict(maze_map=POINTMAZE_UMAZE_FIXED, reward_type="sparse", continuing_task=False, reset_target=False),
-    )
+    """Register this module's task ids with gymnasium, once (importing this module twice is harmless)."""
+    maze_kwargs = dict(reward_type="sparse", continuing_task=False, reset_target=False)
+    if POINTMAZE_ENV_ID not in gym.registry:
+        gym.register(
+            id=POINTMAZE_ENV_ID,
+            entry_point=f"{__name__}:create_pointmaze",
+            max_episode_steps=POINTMAZE_MAX_EPISODE_STEPS,
+            kwargs=dict(maze_map=POINTMAZE_UMAZE_FIXED, **maze_kwargs),
+        )
+    if POINTMAZE_LARGE_ENV_ID not in gym.registry:
+        gym.register(
+            id=POINTMAZE_LARGE_ENV_ID,
+            entry_point=f"{__name__}:create_pointmaze",
+            max_episode_steps=POINTMAZE_LARGE_MAX_EPISODE_STEPS,
+            kwargs=dict(maze_map=POINTMAZE_LARGE_FIXED, **maze_kwargs),
+        )
+    if FETCHPUSH_ENV_ID not in gym.registry:
+        gym.register(
+            id=FETCHPUSH_ENV_ID,
+            entry_point=f"{__name__}:create_fetchpush",
+            max_episode_steps=FETCHPUSH_MAX_EPISODE_STEPS,
+            kwargs=dict(reward_type="sparse", min_goal_distance=FETCHPUSH_MIN_GOAL_DISTANCE),
+        )
 
 
 # ------------------------------------------------------------------------------ wrappers of the paper's tasks

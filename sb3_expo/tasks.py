@@ -9,7 +9,12 @@ and the offline datasets that are built locally rather than downloaded.
 - ``sb3_expo/Robomimic{Lift,Can,Square}-v0`` and ``sb3_expo/MimicGen{Threading,Stack}-v0``: the robosuite
   env of a robomimic-format low-dim ``.hdf5`` file whose path the user gives.
 - ``sb3_expo/PointMazeUMazeFixed-v0`` (:mod:`sb3_expo.envs`): the demo task, with offline data built
-  locally (:mod:`sb3_expo.data.pointmaze`).
+  locally (:mod:`sb3_expo.data.pointmaze`, ``sb3_expo/pointmaze-umaze-mixed-v0``).
+- ``sb3_expo/PointMazeLargeFixed-v0`` (:mod:`sb3_expo.envs`): the large maze with one start and one goal
+  15 cells apart, with a small noisy dataset built locally (``sb3_expo/pointmaze-large-noisy-v0``).
+- ``sb3_expo/FetchPushTerminal-v0`` (:mod:`sb3_expo.envs`): FetchPush with its sparse reward, ended at
+  success, with mixed scripted data built locally (:mod:`sb3_expo.data.fetchpush`,
+  ``sb3_expo/fetchpush-noisy-v0``); Dict observations.
 
 Every task reports ``info["is_success"]``, so SB3 logs ``rollout/success_rate`` and ``EvalCallback``
 ``eval/success_rate``. Simulators are imported only when an env is created: Gymnasium-Robotics and
@@ -30,7 +35,13 @@ import numpy as np
 from gymnasium import spaces
 
 from sb3_expo.data import DatasetNotFoundError
-from sb3_expo.data.pointmaze import POINTMAZE_DATASET_ID, build_pointmaze_dataset
+from sb3_expo.data.fetchpush import FETCHPUSH_DATASET_ID, build_fetchpush_dataset
+from sb3_expo.data.pointmaze import (
+    POINTMAZE_DATASET_ID,
+    POINTMAZE_LARGE_DATASET_ID,
+    build_pointmaze_dataset,
+    build_pointmaze_large_dataset,
+)
 from sb3_expo.envs import AdroitBinaryReward, IsSuccessInfo, TerminateOnSuccess, binary_reward, import_robotics_dependency
 from sb3_expo.optional import import_optional
 
@@ -350,14 +361,17 @@ def require_mimicgen_env(env_name: str) -> None:
 # Datasets built on this machine instead of downloaded: id -> builder.
 LOCAL_DATASETS: dict[str, Callable[[], Any]] = {
     POINTMAZE_DATASET_ID: build_pointmaze_dataset,
+    POINTMAZE_LARGE_DATASET_ID: build_pointmaze_large_dataset,
+    FETCHPUSH_DATASET_ID: build_fetchpush_dataset,
     **{adroit_binary_dataset_id(task): functools.partial(build_adroit_binary_dataset, task) for task in ADROIT_BINARY_TASKS},
 }
 
 
 def prepare_offline_dataset(dataset: Any) -> None:
     """
-    Build a dataset of :data:`LOCAL_DATASETS` if it is missing (the PointMaze demo data, the relabelled
-    Adroit data); any other dataset is left to the loader, which explains how to download it.
+    Build a dataset of :data:`LOCAL_DATASETS` if it is missing (the PointMaze and FetchPush scripted
+    data, the relabelled Adroit data); any other dataset is left to the loader, which explains how to
+    download it.
 
     :param dataset: what EXPO's ``offline_dataset`` names (a Minari id, a path, transitions or None)
     :raises DatasetNotFoundError: a relabelled dataset's source is not available locally

@@ -1,4 +1,4 @@
-"""The fixed-start PointMaze task, its scripted expert, and the Minari dataset built locally from it."""
+"""The fixed-start PointMaze tasks (U-maze, large maze), their scripted expert, and the Minari datasets built locally."""
 
 import sys
 
@@ -9,17 +9,28 @@ import pytest
 pytest.importorskip("gymnasium_robotics")
 minari = pytest.importorskip("minari")
 
+from gymnasium_robotics.envs.maze import maps  # noqa: E402
+
 from sb3_expo import envs  # noqa: E402
-from sb3_expo.data import load_minari, validate_against_env  # noqa: E402
+from sb3_expo.data import load_minari, pointmaze, validate_against_env  # noqa: E402
 from sb3_expo.data.pointmaze import (  # noqa: E402
+    LARGE_NOISE_STD,
     PointMazeExpert,
     PointMazeWanderer,
     build_pointmaze_dataset,
+    build_pointmaze_large_dataset,
+    cells_short_of_goal,
     record_episodes,
     rollout_episode,
     shortest_path,
 )
-from sb3_expo.envs import POINTMAZE_ENV_ID, make_pointmaze_env  # noqa: E402
+from sb3_expo.data.recording import RandomController, check_controllers  # noqa: E402
+from sb3_expo.envs import (  # noqa: E402
+    POINTMAZE_ENV_ID,
+    POINTMAZE_LARGE_ENV_ID,
+    make_pointmaze_env,
+    make_pointmaze_large_env,
+)
 
 # The ball and goal start anywhere within +-0.25 of their cell centres.
 CELL_NOISE = 0.25
@@ -147,3 +158,77 @@ def test_build_dataset_loads_and_is_reused(minari_root, env):
     assert rebuilt.total_episodes == 2
     with pytest.raises(ValueError, match="expert_fraction"):
         build_pointmaze_dataset(dataset_id, expert_fraction=1.5)
+
+
+# ------------------------------------------------------------------------------------ the large maze
+
+
+@pytest.fixture(scope="module")
+def large_env():
+    env = make_pointmaze_large_env()
+    yield env
+    env.close()
+
+
+def test_large_maze_fixed_start_goal_and_long_path(large_env):
+    path = shortest_path(envs.POINTMAZE_LARGE_FIXED, envs.POINTMAZE_LARGE_START_CELL, envs.POINTMAZE_LARGE_GOAL_CELL)
+    assert len(path) == 15 and path[0] == (1, 1) and path[-1] == (7, 9)
+    # the map is Gymnasium-Robotics' large maze with a start and a goal marked
+    plain = [[0 if cell in ("r", "g") else cell for cell in row] for row in envs.POINTMAZE_LARGE_FIXED]
+    assert plain == maps.LARGE_MAZE
+    start = cell_centre(large_env, envs.POINTMAZE_LARGE_START_CELL)
+    goal = cell_centre(large_env, envs.POINTMAZE_LARGE_GOAL_CELL)
+    for seed in range(3):
+        obs, _ = large_env.reset(seed=seed)
+        assert np.abs(obs["achieved_goal"] - start).max() <= CELL_NOISE
+        assert np.abs(obs["desired_goal"] - goal).max() <= CELL_NOISE
+    assert large_env.spec.id == POINTMAZE_LARGE_ENV_ID
+    assert large_env.spec.max_episode_steps == envs.POINTMAZE_LARGE_MAX_EPISODE_STEPS
+
+
+def test_large_maze_noisy_expert_beats_random(large_env):
+    expert = PointMazeExpert(large_env, noise_std=LARGE_NOISE_STD, seed=0)
+    episodes = [rollout_episode(large_env, expert, seed=seed) for seed in range(3)]
+    assert all(episode["is_success"] and episode["rewards"][-1] == 1.0 for episode in episodes)
+    # the time limit leaves the noisy expert 1.5-2x the steps it needs
+    assert all(1.5 <= envs.POINTMAZE_LARGE_MAX_EPISODE_STEPS / len(episode["rewards"]) <= 2.0 for episode in episodes)
+    random_policy = RandomController(large_env.action_space, seed=0)
+    assert not any(rollout_episode(large_env, random_policy, seed=seed)["is_success"] for seed in range(2))
+
+
+def test_large_maze_wanderer_stays_short_of_the_goal(large_env):
+    wanderer = PointMazeWanderer(large_env, noise_std=LARGE_NOISE_STD, seed=0)
+    # (7, 10) is a dead end behind the goal: heading there would cross the goal and end the episode
+    assert (7, 10) not in wanderer.cells and envs.POINTMAZE_LARGE_GOAL_CELL not in wanderer.cells
+    assert wanderer.cells == cells_short_of_goal(envs.POINTMAZE_LARGE_FIXED) and len(wanderer.cells) == 44
+    episode = rollout_episode(large_env, wanderer, seed=0)
+    assert not episode["is_success"] and episode["truncations"][-1]
+    assert cells_short_of_goal([[1, 1, 1], [0, "g", 0]]) == [(1, 0), (1, 2)]  # no reset cell: every free cell
+
+
+def test_build_large_dataset_and_cli(minari_root, large_env, capsys):
+    dataset_id = "test/pointmaze-large-v0"
+    dataset = build_pointmaze_large_dataset(dataset_id, n_episodes=3, expert_fraction=0.5, seed=0, check_episodes=2)
+    assert "expert success rate 1.00" in dataset.storage.metadata["description"]
+    data = load_minari(dataset_id)
+    assert len(data) == dataset.total_steps and data.observations["observation"].shape == (len(data), 4)
+    validate_against_env(data, large_env.observation_space, large_env.action_space)
+    assert dataset.recover_environment().spec.id == POINTMAZE_LARGE_ENV_ID
+    lengths = [len(episode.rewards) for episode in dataset.iterate_episodes()]
+    successes = [bool(episode.terminations[-1]) for episode in dataset.iterate_episodes()]
+    assert successes == [length < envs.POINTMAZE_LARGE_MAX_EPISODE_STEPS for length in lengths] and any(successes)
+
+    pointmaze.main(["--maze", "large", "--dataset-id", "test/pointmaze-large-cli-v0", "--n-episodes", "2"])
+    assert "2 episodes" in capsys.readouterr().out
+    assert minari.load_dataset("test/pointmaze-large-cli-v0").total_episodes == 2
+
+
+def test_controller_check_refuses_a_bad_expert_or_an_easy_task(env):
+    lazy = lambda obs: np.zeros(2, dtype=np.float32)  # noqa: E731
+    with pytest.raises(RuntimeError, match="expert reaches the goal"):
+        check_controllers(env, lazy, n_episodes=1, seed=0, min_expert_success=0.5, max_random_success=1.0)
+    expert = PointMazeExpert(env, seed=0)
+    with pytest.raises(RuntimeError, match="Random actions solve"):
+        check_controllers(env, expert, n_episodes=1, seed=0, min_expert_success=0.5, max_random_success=-1.0)
+    check = check_controllers(env, expert, n_episodes=2, seed=0, min_expert_success=0.5, max_random_success=0.0)
+    assert check.expert_success_rate == 1.0 and check.random_success_rate == 0.0 and check.random_mean_return == 0.0

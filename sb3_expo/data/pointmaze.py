@@ -1,30 +1,71 @@
 """
-Scripted PointMaze controllers and the mixed-quality offline dataset they record, built locally (no download).
+Scripted PointMaze controllers and the mixed-quality offline datasets they record, built locally (no download).
 
 The expert plans over maze cells (breadth-first search) and steers the ball with a PD controller, as
 the D4RL maze datasets were collected, with Gaussian action noise on top; it always reaches the goal.
 Alone it makes data that imitation solves outright, leaving nothing for online RL to show, so the
-dataset mixes in a wanderer (the same controller roaming between other cells), like D4RL's "diverse"
-data that mostly does something else than the task.
-``python -m sb3_expo.data.pointmaze`` builds the dataset into ``$MINARI_DATASETS_PATH``.
+datasets mix in a wanderer (the same controller roaming between other cells), like D4RL's "diverse"
+data that mostly does something else than the task. Two tasks use them:
+
+- :data:`~sb3_expo.envs.POINTMAZE_ENV_ID`, the U-maze demo: :func:`build_pointmaze_dataset`
+  (:data:`POINTMAZE_DATASET_ID`, 200 episodes, 30% expert);
+- :data:`~sb3_expo.envs.POINTMAZE_LARGE_ENV_ID`, the large maze with a 15-cell path:
+  :func:`build_pointmaze_large_dataset` (:data:`POINTMAZE_LARGE_DATASET_ID`, small and noisy: 40
+  episodes, a quarter of them the expert's with heavy action noise).
+
+``python -m sb3_expo.data.pointmaze [--maze large]`` builds a dataset into ``$MINARI_DATASETS_PATH``.
 """
 
 import argparse
 import collections
 import time
-import warnings
+from collections.abc import Callable
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
+from sb3_expo.data.recording import (
+    ControllerCheck,
+    check_controllers,
+    load_existing_dataset,
+    record_mixture,
+    rollout_episode,
+    write_minari_dataset,
+)
 from sb3_expo.data.transitions import import_offline_dependency
-from sb3_expo.envs import POINTMAZE_ENV_ID, make_pointmaze_env
+from sb3_expo.envs import POINTMAZE_ENV_ID, POINTMAZE_LARGE_ENV_ID, make_pointmaze_env, make_pointmaze_large_env
+
+__all__ = [
+    "POINTMAZE_DATASET_ID",
+    "POINTMAZE_LARGE_DATASET_ID",
+    "PointMazeExpert",
+    "PointMazeWanderer",
+    "build_pointmaze_dataset",
+    "build_pointmaze_large_dataset",
+    "cells_short_of_goal",
+    "check_pointmaze_controllers",
+    "record_episodes",
+    "rollout_episode",
+    "shortest_path",
+]
 
 POINTMAZE_DATASET_ID = "sb3_expo/pointmaze-umaze-mixed-v0"
 DEFAULT_N_EPISODES = 200
 DEFAULT_EXPERT_FRACTION = 0.3
 DEFAULT_NOISE_STD = 0.3
+
+POINTMAZE_LARGE_DATASET_ID = "sb3_expo/pointmaze-large-noisy-v0"
+LARGE_N_EPISODES = 40
+LARGE_EXPERT_FRACTION = 0.25
+LARGE_NOISE_STD = 1.0
+
+# Before writing a dataset, the builders run the expert and uniformly random actions for this many
+# episodes each and refuse a task the expert solves less often than MIN_EXPERT_SUCCESS, or random
+# actions more often than MAX_RANDOM_SUCCESS.
+DEFAULT_CHECK_EPISODES = 10
+MIN_EXPERT_SUCCESS = 0.9
+MAX_RANDOM_SUCCESS = 0.1
 
 Cell = tuple[int, int]
 
@@ -58,6 +99,35 @@ def shortest_path(maze_map: list[list[Any]], start: Cell, goal: Cell) -> list[Ce
     while parents[path[-1]] is not None:
         path.append(parents[path[-1]])  # type: ignore[arg-type]
     return path[::-1]
+
+
+def cells_short_of_goal(maze_map: list[list[Any]]) -> list[Cell]:
+    """
+    The free cells other than goal cells ``"g"`` that can be reached from a reset cell ``"r"`` without
+    crossing a goal cell (all free non-goal cells when the map has no reset cell), in row-major order.
+
+    :param maze_map: Gymnasium-Robotics maze map, row 0 at the top
+    :return: the ``(row, column)`` cells
+    """
+    free = [
+        (row, column)
+        for row in range(len(maze_map))
+        for column in range(len(maze_map[row]))
+        if maze_map[row][column] != 1 and maze_map[row][column] != "g"
+    ]
+    starts = [cell for cell in free if maze_map[cell[0]][cell[1]] == "r"]
+    if not starts:
+        return free
+    allowed, reached = set(free), set(starts)
+    queue = collections.deque(starts)
+    while queue:
+        cell = queue.popleft()
+        for step in ((1, 0), (-1, 0), (0, 1), (0, -1)):
+            neighbour = (cell[0] + step[0], cell[1] + step[1])
+            if neighbour in allowed and neighbour not in reached:
+                reached.add(neighbour)
+                queue.append(neighbour)
+    return [cell for cell in free if cell in reached]
 
 
 class PointMazeExpert:
@@ -126,8 +196,10 @@ class PointMazeWanderer(PointMazeExpert):
     """
     Suboptimal data: the same controller, but it goes back and forth between random cells of the maze
     other than the goal's (a new one each time it gets within ``reach`` of the last), so it never
-    finishes the task. Mixed with expert episodes it makes every corridor state carry both directions
-    of travel: imitation alone then dithers, and a learned Q-function is needed to pick the way to the goal.
+    finishes the task. When the maze has reset cells ``"r"`` it only heads for cells it can reach from
+    them without crossing the goal cell (not, say, a dead end behind the goal). Mixed with expert
+    episodes it makes every corridor state carry both directions of travel: imitation alone then
+    dithers, and a learned Q-function is needed to pick the way to the goal.
 
     :param env: a PointMaze environment
     :param reach: distance to a cell centre that counts as arrived there
@@ -136,13 +208,7 @@ class PointMazeWanderer(PointMazeExpert):
 
     def __init__(self, env: gym.Env, reach: float = 0.3, **kwargs: Any):
         super().__init__(env, **kwargs)
-        maze_map = self.maze.maze_map
-        self.cells = [
-            (row, column)
-            for row in range(len(maze_map))
-            for column in range(len(maze_map[row]))
-            if maze_map[row][column] != 1 and maze_map[row][column] != "g"
-        ]
+        self.cells = cells_short_of_goal(self.maze.maze_map)
         self.reach = reach
         self._target: np.ndarray | None = None
 
@@ -155,56 +221,8 @@ class PointMazeWanderer(PointMazeExpert):
         return self._target
 
 
-def _stack(observations: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
-    return {key: np.stack([obs[key] for obs in observations]) for key in observations[0]}
-
-
-def rollout_episode(env: gym.Env, policy: Any, seed: int | None = None) -> dict[str, Any]:
-    """
-    Run one episode to its end (goal reached or time limit) and keep every step, in Minari's layout.
-
-    :param env: the environment (with its time limit, else a policy that never succeeds never stops)
-    :param policy: maps one observation dict to an action (e.g. :class:`PointMazeExpert`)
-    :param seed: reset seed of this episode, for a reproducible start and goal position
-    :return: ``observations`` (a dict of ``T + 1`` rows, the last one after the final step), ``actions``,
-        ``rewards``, ``terminations`` and ``truncations`` (``T`` each) and ``is_success``
-    """
-    obs, info = env.reset(seed=seed)
-    observations, actions, rewards, terminations, truncations = [obs], [], [], [], []
-    while not (terminations and (terminations[-1] or truncations[-1])):
-        action = policy(obs)
-        obs, reward, terminated, truncated, info = env.step(action)
-        observations.append(obs)
-        actions.append(action)
-        rewards.append(float(reward))
-        terminations.append(bool(terminated))
-        truncations.append(bool(truncated))
-    return dict(
-        observations=_stack(observations),
-        actions=np.stack(actions),
-        rewards=rewards,
-        terminations=terminations,
-        truncations=truncations,
-        is_success=bool(info.get("is_success", False)),
-    )
-
-
-def _load_existing(minari: Any, dataset_id: str, n_episodes: int, overwrite: bool) -> Any | None:
-    """The dataset already built under ``dataset_id``, or None when it must be (re)built."""
-    try:
-        dataset = minari.load_dataset(dataset_id)
-    except FileNotFoundError:
-        return None
-    if overwrite:
-        minari.delete_dataset(dataset_id)
-        return None
-    if dataset.total_episodes != n_episodes:
-        warnings.warn(
-            f"Reusing the Minari dataset '{dataset_id}' with {dataset.total_episodes} episodes although "
-            f"{n_episodes} were asked for: pass overwrite=True to rebuild it.",
-            stacklevel=3,
-        )
-    return dataset
+# Kept for code that imported them from here before they moved to sb3_expo.data.recording.
+_load_existing = load_existing_dataset
 
 
 def record_episodes(
@@ -220,13 +238,67 @@ def record_episodes(
     :param seed: episode ``i`` resets with ``seed + i``; the controllers' generators derive from ``seed``
     :return: the episodes, as :func:`rollout_episode` returns them
     """
-    rng = np.random.default_rng(seed)
     expert = PointMazeExpert(env, noise_std=noise_std, seed=seed)
     wanderer = PointMazeWanderer(env, noise_std=noise_std, seed=seed + 1)
-    return [
-        rollout_episode(env, expert if rng.random() < expert_fraction else wanderer, seed=seed + index)
-        for index in range(n_episodes)
-    ]
+    return record_mixture(env, expert, wanderer, n_episodes, expert_fraction, seed)
+
+
+def check_pointmaze_controllers(
+    env: gym.Env, noise_std: float, seed: int, n_episodes: int = DEFAULT_CHECK_EPISODES
+) -> ControllerCheck:
+    """
+    :func:`~sb3_expo.data.recording.check_controllers` for a PointMaze task: the noisy expert must
+    reach the goal in at least :data:`MIN_EXPERT_SUCCESS` of ``n_episodes`` episodes, random actions
+    in at most :data:`MAX_RANDOM_SUCCESS`.
+
+    :raises RuntimeError: either is not so
+    """
+    expert = PointMazeExpert(env, noise_std=noise_std, seed=seed + 2)
+    return check_controllers(env, expert, n_episodes, seed, MIN_EXPERT_SUCCESS, MAX_RANDOM_SUCCESS)
+
+
+def _build_maze_dataset(
+    make_env: Callable[[], gym.Env],
+    env_id: str,
+    dataset_id: str,
+    n_episodes: int,
+    expert_fraction: float,
+    noise_std: float,
+    seed: int,
+    overwrite: bool,
+    check_episodes: int,
+    task: str,
+) -> Any:
+    if not 0.0 <= expert_fraction <= 1.0:
+        raise ValueError(f"expert_fraction must be in [0, 1], got {expert_fraction}")
+    minari = import_offline_dependency("minari")
+    existing = load_existing_dataset(minari, dataset_id, n_episodes, overwrite)
+    if existing is not None:
+        return existing
+    env = make_env()
+    try:
+        check = check_pointmaze_controllers(env, noise_std, seed + n_episodes, check_episodes)
+        episodes = record_episodes(env, n_episodes, expert_fraction, noise_std, seed)
+    finally:
+        env.close()
+    success_rate = float(np.mean([episode["is_success"] for episode in episodes]))
+    return write_minari_dataset(
+        dataset_id,
+        episodes,
+        env,
+        seed,
+        algorithm_name=f"PointMazeExpert/PointMazeWanderer(expert_fraction={expert_fraction}, noise_std={noise_std})",
+        code_permalink=f"sb3_expo.data.pointmaze.{task}",
+        ref_min_score=0.0,  # random actions practically never reach the goal
+        ref_max_score=1.0,  # the sparse return of an episode that reaches it
+        description=(
+            f"{n_episodes} episodes on {env_id} (fixed start and goal cells, sparse reward 1 and "
+            f"termination at the goal): a share {expert_fraction} by a breadth-first-search + PD controller that "
+            f"goes to the goal, the rest by the same controller roaming between random other cells, both with "
+            f"Gaussian action noise (std {noise_std}). Success rate of the episodes: {success_rate:.2f}. "
+            f"Checked before recording: {check.summary()}."
+        ),
+    )
 
 
 def build_pointmaze_dataset(
@@ -236,6 +308,7 @@ def build_pointmaze_dataset(
     noise_std: float = DEFAULT_NOISE_STD,
     seed: int = 0,
     overwrite: bool = False,
+    check_episodes: int = DEFAULT_CHECK_EPISODES,
 ) -> Any:
     """
     Record a mixed-quality offline dataset on :data:`~sb3_expo.envs.POINTMAZE_ENV_ID` as a local Minari
@@ -258,58 +331,76 @@ def build_pointmaze_dataset(
         seeded from ``seed`` too
     :param overwrite: rebuild the dataset if ``dataset_id`` exists; otherwise the existing one is reused
         (with a warning if its number of episodes differs)
+    :param check_episodes: before recording, the noisy expert and random actions run this many episodes
+        each (starts the dataset does not use); the build stops unless the expert succeeds in at least
+        :data:`MIN_EXPERT_SUCCESS` of them and random actions in at most :data:`MAX_RANDOM_SUCCESS`
     :return: the ``minari.MinariDataset``
     :raises ImportError: Minari, Gymnasium-Robotics or MuJoCo is not installed
+    :raises RuntimeError: the check failed (nothing is written)
     """
-    if not 0.0 <= expert_fraction <= 1.0:
-        raise ValueError(f"expert_fraction must be in [0, 1], got {expert_fraction}")
-    minari = import_offline_dependency("minari")
-    existing = _load_existing(minari, dataset_id, n_episodes, overwrite)
-    if existing is not None:
-        return existing
-    from minari.data_collector import EpisodeBuffer
+    return _build_maze_dataset(
+        make_pointmaze_env,
+        POINTMAZE_ENV_ID,
+        dataset_id,
+        n_episodes,
+        expert_fraction,
+        noise_std,
+        seed,
+        overwrite,
+        check_episodes,
+        "build_pointmaze_dataset",
+    )
 
-    env = make_pointmaze_env()
-    try:
-        episodes = record_episodes(env, n_episodes, expert_fraction, noise_std, seed)
-    finally:
-        env.close()
-    buffers = [
-        EpisodeBuffer(id=index, seed=seed + index, **{key: value for key, value in episode.items() if key != "is_success"})
-        for index, episode in enumerate(episodes)
-    ]
-    success_rate = float(np.mean([episode["is_success"] for episode in episodes]))
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="`author_email` is set to None")
-        dataset = minari.create_dataset_from_buffers(
-            dataset_id,
-            buffers,
-            env=env.spec,
-            eval_env=env.spec,
-            algorithm_name=f"PointMazeExpert/PointMazeWanderer(expert_fraction={expert_fraction}, noise_std={noise_std})",
-            author="sb3_expo",
-            code_permalink="sb3_expo.data.pointmaze.build_pointmaze_dataset",
-            ref_min_score=0.0,  # random actions practically never reach the goal
-            ref_max_score=1.0,  # the sparse return of an episode that reaches it
-            description=(
-                f"{n_episodes} episodes on {POINTMAZE_ENV_ID} (fixed start and goal cells, sparse reward 1 and "
-                f"termination at the goal): a share {expert_fraction} by a breadth-first-search + PD controller that "
-                f"goes to the goal, the rest by the same controller roaming between random other cells, both with "
-                f"Gaussian action noise (std {noise_std}). Success rate of the episodes: {success_rate:.2f}."
-            ),
-            requirements=["gymnasium-robotics>=1.3", "mujoco>=3.3,<3.9"],
-        )
-    return dataset
+
+def build_pointmaze_large_dataset(
+    dataset_id: str = POINTMAZE_LARGE_DATASET_ID,
+    n_episodes: int = LARGE_N_EPISODES,
+    expert_fraction: float = LARGE_EXPERT_FRACTION,
+    noise_std: float = LARGE_NOISE_STD,
+    seed: int = 0,
+    overwrite: bool = False,
+    check_episodes: int = DEFAULT_CHECK_EPISODES,
+) -> Any:
+    """
+    Record the small, noisy offline dataset of :data:`~sb3_expo.envs.POINTMAZE_LARGE_ENV_ID` (the large
+    maze, 15 cells of path from start to goal) as a local Minari dataset: by default 40 episodes, each
+    the :class:`PointMazeExpert`'s with probability 0.25 (about 285 steps to the goal) and otherwise the
+    :class:`PointMazeWanderer`'s (roaming until the 500-step limit), both with action noise of std 1
+    (the controller's actions are mostly saturated, so even this noise bends the paths rather than
+    breaking them: the expert still always arrives). The data holds a handful of successful paths
+    among many that lead elsewhere: a behaviour-cloning MLP trained on all of it reached the goal in
+    about 5% of episodes, one trained on its successful episodes alone in about 90%. The arguments,
+    the checks and the result are those of :func:`build_pointmaze_dataset`.
+    """
+    return _build_maze_dataset(
+        make_pointmaze_large_env,
+        POINTMAZE_LARGE_ENV_ID,
+        dataset_id,
+        n_episodes,
+        expert_fraction,
+        noise_std,
+        seed,
+        overwrite,
+        check_episodes,
+        "build_pointmaze_large_dataset",
+    )
+
+
+MAZES = {
+    "umaze": (build_pointmaze_dataset, POINTMAZE_DATASET_ID),
+    "large": (build_pointmaze_large_dataset, POINTMAZE_LARGE_DATASET_ID),
+}
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        description="Build the PointMaze noisy-expert Minari dataset locally, into $MINARI_DATASETS_PATH (no download)."
+        description="Build a PointMaze mixed-quality Minari dataset locally, into $MINARI_DATASETS_PATH (no download)."
     )
-    parser.add_argument("--dataset-id", default=POINTMAZE_DATASET_ID)
-    parser.add_argument("--n-episodes", type=int, default=DEFAULT_N_EPISODES)
-    parser.add_argument("--expert-fraction", type=float, default=DEFAULT_EXPERT_FRACTION)
-    parser.add_argument("--noise-std", type=float, default=DEFAULT_NOISE_STD)
+    parser.add_argument("--maze", choices=sorted(MAZES), default="umaze", help="which task's dataset (default umaze)")
+    parser.add_argument("--dataset-id", help="Minari id (default: the maze's dataset id)")
+    parser.add_argument("--n-episodes", type=int, help="default: the maze's (200 umaze, 40 large)")
+    parser.add_argument("--expert-fraction", type=float, help="default: the maze's (0.3 umaze, 0.25 large)")
+    parser.add_argument("--noise-std", type=float, help="default: the maze's (0.3 umaze, 1.0 large)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--overwrite", action="store_true", help="rebuild the dataset if it exists")
     return parser.parse_args(argv)
@@ -323,9 +414,14 @@ def main(argv: list[str] | None = None) -> None:
     :param argv: arguments (default ``sys.argv[1:]``)
     """
     args = _parse_args(argv)
+    builder, default_id = MAZES[args.maze]
+    options = dict(n_episodes=args.n_episodes, expert_fraction=args.expert_fraction, noise_std=args.noise_std)
     start = time.perf_counter()
-    dataset = build_pointmaze_dataset(
-        args.dataset_id, args.n_episodes, args.expert_fraction, args.noise_std, args.seed, args.overwrite
+    dataset = builder(
+        args.dataset_id or default_id,
+        seed=args.seed,
+        overwrite=args.overwrite,
+        **{key: value for key, value in options.items() if value is not None},
     )
     episodes = list(dataset.iterate_episodes())
     success_rate = np.mean([bool(episode.terminations[-1]) for episode in episodes])
