@@ -1,0 +1,146 @@
+"""
+The methods compared, each a function that builds a ready-to-learn model for a task and seed.
+
+All of them see the same offline data through the same buffer (half of every batch offline, RLPD's
+symmetric sampling, rewards shifted by the task's ``reward_shift``), the same batch size, UTD
+(``gradient_steps``), ``learning_starts`` and env steps, so their curves differ only by the algorithm:
+
+- ``expo-o2o``: EXPO, base policy pretrained by imitation, then online learning (the paper's offline-to-online).
+- ``expo-online``: EXPO with the offline data in its buffer from the start, no pretraining.
+- ``rlpd``: RLPD (:class:`sb3_expo.rlpd.RLPD`) with EXPO's ensemble size, subset size and policy delay.
+- ``bc``: the pretrained diffusion base alone (one sample per state, no critic or edit): the floor that
+  online learning must beat. It never learns online, so it is evaluated once, at step 0.
+- ``sac``: SB3's SAC (2 critics, no LayerNorm).
+"""
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch as th
+from gymnasium import spaces
+from stable_baselines3 import SAC
+from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
+
+from benchmarks.learning.tasks import Task
+from sb3_expo import EXPO
+from sb3_expo.buffers import DictOfflineReplayBuffer, OfflineReplayBuffer
+from sb3_expo.data import OfflineTransitions, RewardTransform, load_minari
+from sb3_expo.rlpd import RLPD
+
+OFFLINE_RATIO = 0.5
+
+
+def load_offline(task: Task) -> OfflineTransitions:
+    """The task's offline data, loaded once per job and given to every method the same way."""
+    return load_minari(task.dataset_id)
+
+
+def common_kwargs(task: Task, env: gym.Env, seed: int, device: str, buffer_size: int) -> dict[str, Any]:
+    """
+    The SB3 arguments every method shares: the 50/50 offline/online buffer with the task's reward shift,
+    the task's batch size, UTD and network size. ``buffer_size`` is the job's online budget: SB3 pickles
+    the whole preallocated buffer at every checkpoint, so a 1M-row default would write ~100 MB each time.
+    """
+    is_dict = isinstance(env.observation_space, spaces.Dict)
+    return dict(
+        policy="MultiInputPolicy" if is_dict else "MlpPolicy",
+        env=env,
+        seed=seed,
+        device=device,
+        buffer_size=buffer_size,
+        replay_buffer_class=DictOfflineReplayBuffer if is_dict else OfflineReplayBuffer,
+        replay_buffer_kwargs=dict(offline_ratio=OFFLINE_RATIO, reward_transform=RewardTransform(shift=task.reward_shift)),
+        policy_kwargs=dict(net_arch=list(task.net_arch)),
+        **task.shared,
+    )
+
+
+def make_expo(task: Task, env: gym.Env, seed: int, device: str, buffer_size: int, data: OfflineTransitions) -> EXPO:
+    kwargs = common_kwargs(task, env, seed, device, buffer_size)
+    expo = dict(task.expo)
+    kwargs["policy_kwargs"].update(expo.pop("policy_kwargs", {}))
+    # The buffer above already shifts rewards, so EXPO's own reward_shift stays 0.
+    return EXPO(offline_dataset=data, **kwargs, **expo)
+
+
+def make_expo_o2o(task: Task, env: gym.Env, seed: int, device: str, buffer_size: int, data: OfflineTransitions) -> EXPO:
+    return make_expo(task, env, seed, device, buffer_size, data).pretrain(task.pretrain_steps)
+
+
+def expo_setting(task: Task, name: str) -> Any:
+    """EXPO's argument ``name`` on this task: the task's value, else EXPO's default."""
+    return task.expo.get(name, inspect.signature(EXPO).parameters[name].default)
+
+
+def make_rlpd(task: Task, env: gym.Env, seed: int, device: str, buffer_size: int, data: OfflineTransitions) -> RLPD:
+    """RLPD with EXPO's critic ensemble settings and policy delay, and RLPD's target entropy -dim(A)/2."""
+    settings = {key: expo_setting(task, key) for key in ("n_critics", "critic_subset_size", "policy_delay")}
+    action_dim = int(np.prod(env.action_space.shape))
+    model = RLPD(**common_kwargs(task, env, seed, device, buffer_size), target_entropy=-action_dim / 2, **settings)
+    model.replay_buffer.attach_offline(data)  # type: ignore[union-attr]
+    return model
+
+
+def make_sac(task: Task, env: gym.Env, seed: int, device: str, buffer_size: int, data: OfflineTransitions) -> SAC:
+    model = SAC(**common_kwargs(task, env, seed, device, buffer_size))
+    model.replay_buffer.attach_offline(data)  # type: ignore[union-attr]
+    return model
+
+
+class DiffusionBaseActor:
+    """
+    ``predict`` with one sample of EXPO's EMA base policy per state: imitation alone, no critic ranking
+    and no edit. A diffusion policy has no mode, so ``deterministic`` changes nothing here.
+    """
+
+    def __init__(self, model: EXPO):
+        self.policy = model.policy
+
+    def predict(self, observation: Any, deterministic: bool = False) -> tuple[np.ndarray, None]:
+        policy = self.policy
+        policy.set_training_mode(False)
+        obs_tensor, vectorized = policy.obs_to_tensor(observation)
+        with th.no_grad():
+            features = policy.extract_features(obs_tensor, policy.features_extractor)
+            actions = policy.base_ema.sample(features).cpu().numpy()
+        actions = policy.unscale_action(actions.reshape((-1, *policy.action_space.shape)))
+        return (actions if vectorized else actions[0]), None
+
+
+@dataclass(frozen=True)
+class Method:
+    """
+    :param name: the name on the command line and in the results
+    :param algo: the SB3 class that loads its checkpoints
+    :param make: ``(task, env, seed, device, buffer_size, offline data) -> model``, ready to ``learn``
+    :param learns_online: False for a method evaluated once at step 0 and never trained online (``bc``)
+    :param actor: what acts in evaluation, from the model (the model itself by default)
+    """
+
+    name: str
+    algo: type[OffPolicyAlgorithm]
+    make: Callable[..., OffPolicyAlgorithm]
+    learns_online: bool = True
+    actor: Callable[[Any], Any] = lambda model: model
+
+
+METHODS: dict[str, Method] = {
+    method.name: method
+    for method in [
+        Method("expo-o2o", EXPO, make_expo_o2o),
+        Method("expo-online", EXPO, make_expo),
+        Method("rlpd", RLPD, make_rlpd),
+        Method("bc", EXPO, make_expo_o2o, learns_online=False, actor=DiffusionBaseActor),
+        Method("sac", SAC, make_sac),
+    ]
+}
+
+
+def get_method(name: str) -> Method:
+    if name not in METHODS:
+        raise KeyError(f"Unknown method '{name}': available methods are {sorted(METHODS)}")
+    return METHODS[name]

@@ -1,0 +1,176 @@
+"""
+Aggregate the jobs of a benchmark folder into ``results.csv`` (every evaluation of every job), one
+``<task>.png`` per task (mean and min-max over seeds, one line per method) and ``results.md`` (success
+at fixed env-step counts: mean ± std over seeds and the per-seed values).
+
+    python -m benchmarks.learning.report --out benchmarks/learning/results [--table-steps 0 2500 5000]
+
+``run.py`` calls it at the end; run it by hand to look at a benchmark that is still running.
+A method whose job has rows at step 0 only (``bc``, never trained online) is drawn flat over the
+env-step axis and its table cells say so.
+"""
+
+import argparse
+import csv
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: no display needed, works in worker processes and on servers
+import matplotlib.pyplot as plt
+import numpy as np
+
+INT_COLUMNS, STR_COLUMNS = ("seed", "env_steps"), ("task", "method")
+METRICS = {
+    "success_rate": "success rate, stochastic action (the OTF action the paper evaluates)",
+    "success_rate_deterministic": "success rate, deterministic=True",
+}
+MAX_TABLE_COLUMNS = 8
+FLAT_MARK = "†"
+
+Row = dict[str, float | int | str]
+# task -> method -> seed -> env_steps -> row
+Results = dict[str, dict[str, dict[int, dict[int, Row]]]]
+
+
+def read_rows(out: Path) -> list[Row]:
+    """Every row of every job under ``out/jobs``, typed, sorted by task, method, seed and env steps."""
+    rows: list[Row] = []
+    for path in sorted(out.glob("jobs/*/rows.csv")):
+        with path.open(newline="") as file:
+            for row in csv.DictReader(file):
+                rows.append(
+                    {
+                        key: value if key in STR_COLUMNS else int(value) if key in INT_COLUMNS else float(value)
+                        for key, value in row.items()
+                    }
+                )
+    return sorted(rows, key=lambda row: (row["task"], row["method"], row["seed"], row["env_steps"]))
+
+
+def group(rows: Sequence[Row]) -> Results:
+    results: Results = defaultdict(lambda: defaultdict(dict))
+    for row in rows:
+        results[row["task"]][row["method"]].setdefault(row["seed"], {})[row["env_steps"]] = row  # type: ignore[index]
+    return results
+
+
+def is_flat(seeds: dict[int, dict[int, Row]]) -> bool:
+    """A method evaluated at step 0 only never learned online: its value holds for every env-step count."""
+    return all(set(by_step) == {0} for by_step in seeds.values())
+
+
+def values_at(seeds: dict[int, dict[int, Row]], step: int, metric: str) -> list[float]:
+    """The metric of every seed evaluated at ``step`` (at step 0 for a flat method), in seed order."""
+    step = 0 if is_flat(seeds) else step
+    return [float(by_step[step][metric]) for _, by_step in sorted(seeds.items()) if step in by_step]
+
+
+def write_csv(rows: Sequence[Row], path: Path) -> None:
+    columns = list(rows[0]) if rows else ["task", "method", "seed", "env_steps"]
+    with path.open("w", newline="") as file:
+        writer = csv.DictWriter(file, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def plot_task(task: str, methods: dict[str, dict[int, dict[int, Row]]], path: Path) -> None:
+    """One panel per success metric; a line per method (mean over seeds) and a band from the worst to the best seed."""
+    last_step = max((step for seeds in methods.values() for by_step in seeds.values() for step in by_step), default=0)
+    figure, axes = plt.subplots(1, len(METRICS), figsize=(6 * len(METRICS), 4.2), sharey=True)
+    for axis, (metric, title) in zip(np.atleast_1d(axes), METRICS.items()):
+        for method, seeds in sorted(methods.items()):
+            flat = is_flat(seeds)
+            steps = [0, max(last_step, 1)] if flat else sorted({step for by_step in seeds.values() for step in by_step})
+            values = [values_at(seeds, step, metric) for step in steps]  # seeds may differ in how far they got
+            mean, low, high = ([reduce(v) for v in values] for reduce in (np.mean, np.min, np.max))
+            label = f"{method} (step 0, flat)" if flat else method
+            (line,) = axis.plot(steps, mean, label=label, linestyle="--" if flat else "-", marker=None if flat else "o")
+            axis.fill_between(steps, low, high, color=line.get_color(), alpha=0.15, linewidth=0)
+        axis.set(title=title, xlabel="online env steps", ylim=(-0.03, 1.03))
+        axis.grid(alpha=0.3)
+    first_axis = np.atleast_1d(axes)[0]
+    first_axis.set_ylabel("success rate")
+    first_axis.legend(loc="best", fontsize="small")
+    n_seeds = max(len(seeds) for seeds in methods.values())
+    figure.suptitle(f"{task}: mean over seeds (up to {n_seeds}), band = min-max over seeds")
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def table_steps(methods: dict[str, dict[int, dict[int, Row]]], wanted: Sequence[int] | None = None) -> list[int]:
+    """The env-step counts of the table: ``wanted``, else the evaluated ones (at most 8, evenly spread, the last kept)."""
+    if wanted:
+        return sorted(wanted)
+    learners = [seeds for seeds in methods.values() if not is_flat(seeds)]
+    steps = sorted({step for seeds in learners for by_step in seeds.values() for step in by_step}) or [0]
+    if len(steps) > MAX_TABLE_COLUMNS:
+        steps = [steps[i] for i in np.linspace(0, len(steps) - 1, MAX_TABLE_COLUMNS).round().astype(int)]
+    return steps
+
+
+def cell(values: Sequence[float], flat_mark: str = "") -> str:
+    """``mean ± std (seed values)``; std over seeds with ddof=0; a dash where no seed got that far."""
+    if not values:
+        return "–"
+    per_seed = ", ".join(f"{value:.2f}" for value in values)
+    return f"{np.mean(values):.2f} ± {np.std(values):.2f} ({per_seed}){flat_mark}"
+
+
+def task_tables(methods: dict[str, dict[int, dict[int, Row]]], steps: Sequence[int]) -> list[str]:
+    lines = []
+    for metric, title in METRICS.items():
+        lines += [f"### {title}", "", f"| method | {' | '.join(f'{step} steps' for step in steps)} | final wall (s) |"]
+        lines.append(f"|---|{'---|' * len(steps)}---|")
+        for method, seeds in sorted(methods.items()):
+            mark = FLAT_MARK if is_flat(seeds) else ""
+            cells = [cell(values_at(seeds, step, metric), mark if step > 0 else "") for step in steps]
+            final_wall = [float(by_step[max(by_step)]["wall_s"]) for _, by_step in sorted(seeds.items())]
+            wall = f"{np.mean(final_wall):.0f} ± {np.std(final_wall):.0f}"
+            lines.append(f"| {method} | {' | '.join(cells)} | {wall} |")
+        lines.append("")
+    return lines
+
+
+def markdown(results: Results, wanted_steps: Sequence[int] | None = None) -> str:
+    lines = [
+        "# Learning benchmark results",
+        "",
+        "Success rate over each task's evaluation episodes: mean ± std over seeds (ddof=0), then the value of every",
+        "seed in increasing seed order. Step 0 is before any online step (after pretraining for `expo-o2o` and `bc`).",
+        f"{FLAT_MARK} never trained online: evaluated once, at step 0, and carried flat over the env-step axis.",
+        "Final wall (s): mean ± std over seeds of each job's wall time at its last evaluation, evaluations included.",
+        "",
+    ]
+    for task, methods in sorted(results.items()):
+        seeds = sorted({seed for by_seed in methods.values() for seed in by_seed})
+        lines += [f"## {task}", "", f"Seeds: {', '.join(map(str, seeds))}.", "", f"![{task}]({task}.png)", ""]
+        lines += task_tables(methods, table_steps(methods, wanted_steps))
+    return "\n".join(lines)
+
+
+def write_report(out: Path, wanted_steps: Sequence[int] | None = None) -> None:
+    """``results.csv``, ``<task>.png`` per task and ``results.md`` under ``out``, from the job rows found there."""
+    rows = read_rows(out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_csv(rows, out / "results.csv")
+    results = group(rows)
+    for task, methods in results.items():
+        plot_task(task, methods, out / f"{task}.png")
+    (out / "results.md").write_text(markdown(results, wanted_steps))
+    print(f"report: {len(rows)} rows of {len(results)} task(s) in {out}/results.csv, results.md and the task PNGs")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/learning/results"))
+    parser.add_argument("--table-steps", type=int, nargs="+", default=None, help="env-step counts of the table's columns")
+    args = parser.parse_args(argv)
+    write_report(args.out, args.table_steps)
+
+
+if __name__ == "__main__":
+    main()

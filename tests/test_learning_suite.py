@@ -1,0 +1,131 @@
+"""The learning benchmark (benchmarks/learning): CSV rows, skipping finished jobs, resuming, the report."""
+
+import csv
+import json
+
+import pytest
+
+from benchmarks.learning import methods, report, run
+from benchmarks.learning.tasks import TASKS, Task, register_task
+from sb3_expo.data.pointmaze import build_pointmaze_dataset
+from sb3_expo.envs import make_pointmaze_env
+
+TASK = "tiny-pointmaze"
+DATASET_ID = "sb3_expo/test-learning-suite-v0"
+ALL_METHODS = ["expo-o2o", "expo-online", "rlpd", "bc", "sac"]
+
+
+@pytest.fixture(scope="module")
+def tiny_task(tmp_path_factory):
+    """PointMaze with 30-step episodes, 2 recorded episodes of data, tiny networks: 100 env steps, 2 evaluations."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MINARI_DATASETS_PATH", str(tmp_path_factory.mktemp("minari")))
+        task = register_task(
+            Task(
+                name=TASK,
+                make_env=lambda: make_pointmaze_env(max_episode_steps=30),
+                dataset_id=DATASET_ID,
+                build_dataset=lambda: build_pointmaze_dataset(DATASET_ID, n_episodes=2),
+                reward_shift=-1.0,
+                online_steps=100,
+                pretrain_steps=10,
+                eval_interval=50,
+                eval_episodes=2,
+                net_arch=[16, 16],
+                shared=dict(learning_starts=0, batch_size=16, gradient_steps=1),
+                expo=dict(
+                    policy_delay=1,
+                    n_critics=2,
+                    n_base_samples=2,
+                    n_edit_samples=1,
+                    diffusion_steps=3,
+                    policy_kwargs=dict(denoiser_width=16, denoiser_blocks=1),
+                ),
+            )
+        )
+        task.build_dataset()
+        yield task
+    TASKS.pop(TASK)
+
+
+def read_csv(path):
+    with path.open(newline="") as file:
+        return list(csv.DictReader(file))
+
+
+def job_dir(out, method, seed=0):
+    return out / "jobs" / f"{TASK}__{method}__{seed}"
+
+
+def test_runs_every_method_writes_the_report_and_never_reruns_a_finished_job(tiny_task, tmp_path):
+    out = tmp_path / "results"
+    argv = ["--tasks", TASK, "--methods", *ALL_METHODS, "--seeds", "0", "--out", str(out)]
+    assert run.main(argv) == 0
+
+    for method in ALL_METHODS:
+        rows = read_csv(job_dir(out, method) / "rows.csv")
+        assert list(rows[0]) == list(run.COLUMNS)
+        expected_steps = [0] if method == "bc" else [0, 50, 100]  # bc never learns online: evaluated at step 0 only
+        assert [int(row["env_steps"]) for row in rows] == expected_steps
+        assert all(0 <= float(row["success_rate"]) <= 1 and float(row["wall_s"]) > 0 for row in rows)
+    results = read_csv(out / "results.csv")
+    assert list(results[0]) == list(run.COLUMNS) and len(results) == 4 * 3 + 1
+    assert (out / f"{TASK}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    table = (out / "results.md").read_text()
+    assert f"## {TASK}" in table and "| expo-o2o |" in table and report.FLAT_MARK in table
+
+    # A second run finds every job done: nothing is rebuilt, evaluated or rewritten.
+    stamps = {path: path.stat().st_mtime_ns for path in out.glob("jobs/*/*") if path.is_file()}
+    assert run.run_job(run.Job(TASK, "sac", 0), out).endswith("skipped")
+    assert run.main(argv) == 0
+    assert {path: path.stat().st_mtime_ns for path in out.glob("jobs/*/*") if path.is_file()} == stamps
+
+
+@pytest.mark.parametrize("method", ["expo-o2o", "rlpd", "sac"])
+def test_an_interrupted_job_resumes_from_its_last_checkpoint(tiny_task, tmp_path, monkeypatch, method):
+    out, job = tmp_path / "results", run.Job(TASK, method, 0)
+    run.run_job(job, out, steps=50)
+    directory = job_dir(out, method)
+    before = read_csv(directory / "rows.csv")
+    assert [int(row["env_steps"]) for row in before] == [0, 50]
+    assert json.loads((directory / "done").read_text()) == {"env_steps": 50}
+
+    # Interrupted after measuring step 100 but before its checkpoint: that row is stale and the job is not done.
+    run.append_row(directory, {**before[-1], "env_steps": 100, "success_rate": 7.0})
+    (directory / "done").unlink()
+    # Resuming must load the checkpoint: building the model again would fail.
+    monkeypatch.setitem(run.METHODS, method, methods.Method(method, methods.METHODS[method].algo, make=None))
+    message = run.run_job(job, out, steps=100)
+
+    assert "resumed from checkpoint_000000050" in message
+    after = read_csv(directory / "rows.csv")
+    assert after[:2] == before  # rows up to the checkpoint are kept as they were
+    assert int(after[2]["env_steps"]) == 100 and float(after[2]["success_rate"]) <= 1  # re-measured, once
+    assert float(after[2]["wall_s"]) > float(before[-1]["wall_s"])  # wall time accumulates across sessions
+    assert [path.name for path in directory.glob("checkpoint_*")] == ["checkpoint_000000100"]
+    assert json.loads((directory / "checkpoint_000000100" / "state.json").read_text())["env_steps"] == 100
+    assert json.loads((directory / "done").read_text()) == {"env_steps": 100}
+
+
+def write_job(out, method, seed, rows):
+    directory = job_dir(out, method, seed)
+    directory.mkdir(parents=True)
+    for steps, success in rows:
+        row = dict.fromkeys(run.COLUMNS, 0.5)
+        row.update(task=TASK, method=method, seed=seed, env_steps=steps, success_rate=success, wall_s=10.0 * (seed + 1))
+        run.append_row(directory, row)
+
+
+def test_report_table_has_mean_std_per_seed_values_and_flat_methods(tmp_path):
+    write_job(tmp_path, "expo-o2o", 0, [(0, 0.2), (1000, 0.4)])
+    write_job(tmp_path, "expo-o2o", 1, [(0, 0.4), (1000, 0.8)])
+    write_job(tmp_path, "bc", 0, [(0, 0.3)])
+    write_job(tmp_path, "bc", 1, [(0, 0.1)])
+    report.write_report(tmp_path)
+
+    table = (tmp_path / "results.md").read_text()
+    assert "| method | 0 steps | 1000 steps | final wall (s) |" in table
+    assert "| expo-o2o | 0.30 ± 0.10 (0.20, 0.40) | 0.60 ± 0.20 (0.40, 0.80) | 15 ± 5 |" in table
+    assert f"| bc | 0.20 ± 0.10 (0.30, 0.10) | 0.20 ± 0.10 (0.30, 0.10){report.FLAT_MARK} | 15 ± 5 |" in table
+    assert (tmp_path / f"{TASK}.png").stat().st_size > 0
+    assert len(read_csv(tmp_path / "results.csv")) == 6
