@@ -1,9 +1,10 @@
-"""The paper's evaluation metric: the share of episodes that reach the goal."""
+"""The paper's evaluation metric (the share of episodes that reach the goal), and imitation alone as an actor."""
 
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
+import torch as th
 
 
 def evaluate_success_rate(model: Any, env: gym.Env, n_episodes: int = 20, deterministic: bool = True) -> float:
@@ -35,3 +36,29 @@ def evaluate_success_rate(model: Any, env: gym.Env, n_episodes: int = 20, determ
             )
         successes.append(bool(info["is_success"]))
     return float(np.mean(successes))
+
+
+class BasePolicyActor:
+    """
+    Acts with EXPO's (EMA) diffusion base policy alone: one sample per state, no edit and no critic
+    ranking. Its success after :meth:`~sb3_expo.EXPO.pretrain` is what imitation of the offline data
+    achieves by itself, the floor that EXPO's on-the-fly action and online learning should beat.
+
+    A diffusion policy has no mode, so ``deterministic`` changes nothing here.
+
+    :param model: a trained :class:`~sb3_expo.EXPO`
+    """
+
+    def __init__(self, model: Any):
+        self.policy = model.policy
+
+    def predict(self, observation: Any, deterministic: bool = False) -> tuple[np.ndarray, None]:
+        """One base-policy sample per observation, in the env's action units (SB3's ``predict`` signature)."""
+        policy = self.policy
+        policy.set_training_mode(False)
+        obs_tensor, vectorized = policy.obs_to_tensor(observation)
+        with th.no_grad():
+            features = policy.extract_features(obs_tensor, policy.features_extractor)
+            actions = policy.base_ema.sample(features).cpu().numpy()
+        actions = policy.unscale_action(actions.reshape((-1, *policy.action_space.shape)))
+        return (actions if vectorized else actions[0]), None

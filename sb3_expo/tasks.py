@@ -9,7 +9,7 @@ and the offline datasets that are built locally rather than downloaded.
 - ``sb3_expo/Robomimic{Lift,Can,Square}-v0`` and ``sb3_expo/MimicGen{Threading,Stack}-v0``: the robosuite
   env of a robomimic-format low-dim ``.hdf5`` file whose path the user gives.
 - ``sb3_expo/PointMazeUMazeFixed-v0`` (:mod:`sb3_expo.envs`): the demo task, with offline data built
-  locally (:mod:`sb3_expo.data.pointmaze`, ``sb3_expo/pointmaze-umaze-mixed-v0``).
+  locally (:mod:`sb3_expo.data.pointmaze`, ``sb3_expo/pointmaze-umaze-mixed-v1``).
 - ``sb3_expo/PointMazeLargeFixed-v0`` (:mod:`sb3_expo.envs`): the large maze with one start and one goal
   15 cells apart, with a small noisy dataset built locally (``sb3_expo/pointmaze-large-noisy-v0``).
 - ``sb3_expo/FetchPushTerminal-v0`` (:mod:`sb3_expo.envs`): FetchPush with its sparse reward, ended at

@@ -12,7 +12,7 @@ from sb3_expo.envs import make_pointmaze_env
 
 TASK = "tiny-pointmaze"
 DATASET_ID = "sb3_expo/test-learning-suite-v0"
-ALL_METHODS = ["expo-o2o", "expo-online", "rlpd", "bc", "sac"]
+ALL_METHODS = ["expo-o2o", "expo-o2o-base", "expo-online", "rlpd", "bc", "sac"]
 
 
 @pytest.fixture(scope="module")
@@ -29,6 +29,7 @@ def tiny_task(tmp_path_factory):
                 reward_shift=-1.0,
                 online_steps=100,
                 pretrain_steps=10,
+                critic_pretrain_steps=5,
                 eval_interval=50,
                 eval_episodes=2,
                 net_arch=[16, 16],
@@ -69,7 +70,7 @@ def test_runs_every_method_writes_the_report_and_never_reruns_a_finished_job(tin
         assert [int(row["env_steps"]) for row in rows] == expected_steps
         assert all(0 <= float(row["success_rate"]) <= 1 and float(row["wall_s"]) > 0 for row in rows)
     results = read_csv(out / "results.csv")
-    assert list(results[0]) == list(run.COLUMNS) and len(results) == 4 * 3 + 1
+    assert list(results[0]) == list(run.COLUMNS) and len(results) == (len(ALL_METHODS) - 1) * 3 + 1
     assert (out / f"{TASK}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     table = (out / "results.md").read_text()
     assert f"## {TASK}" in table and "| expo-o2o |" in table and report.FLAT_MARK in table

@@ -29,7 +29,7 @@ from sb3_expo.zoo.experiment import ExpoExperimentManager, PretrainCallback  # n
 from sb3_expo.zoo.hyperparams_opt import convert_expo_params, sample_expo_params  # noqa: E402
 
 HYPERPARAMS = yaml.safe_load(DEFAULT_HYPERPARAMS.read_text())
-ZOO_KEYS = {"pretrain_steps", "eval_freq", "n_eval_episodes", "n_eval_envs", "deterministic_eval"}
+ZOO_KEYS = {"pretrain_steps", "critic_pretrain_steps", "eval_freq", "n_eval_episodes", "n_eval_envs", "deterministic_eval"}
 TINY_OVERRIDES = [
     "batch_size:16",
     "n_critics:2",
@@ -82,7 +82,8 @@ def test_every_yaml_entry_builds_its_model(env_id, tmp_path):
     assert not ZOO_KEYS & set(hyperparams)
     entry = HYPERPARAMS[env_id]
     pretrain = [callback for callback in callbacks if isinstance(callback, PretrainCallback)]
-    assert [callback.n_steps for callback in pretrain] == ([entry["pretrain_steps"]] if entry.get("pretrain_steps") else [])
+    expected = [(entry.get("pretrain_steps", 0), entry.get("critic_pretrain_steps", 0))]
+    assert [(callback.n_steps, callback.critic_steps) for callback in pretrain] == (expected if expected != [(0, 0)] else [])
     if "eval_freq" in entry:
         assert (manager.eval_freq, manager.n_eval_episodes) == (entry["eval_freq"], entry["n_eval_episodes"])
         assert manager.deterministic_eval == entry["deterministic_eval"]
@@ -156,7 +157,7 @@ def pointmaze_run(tmp_path_factory):
     common = ["--env", "sb3_expo/PointMazeUMazeFixed-v0", "--num-threads", "1", "--device", "cpu", "--seed", "0"]
     stdout = run_cli(
         "train", *common, "-n", "300", "--eval-freq", "150", "--eval-episodes", "2", "-f", "logs",
-        "-params", "pretrain_steps:20", *TINY_OVERRIDES, cwd=root, env=env,
+        "-params", "pretrain_steps:20", "critic_pretrain_steps:5", *TINY_OVERRIDES, cwd=root, env=env,
     )  # fmt: skip
     return root, env, common, stdout
 
@@ -168,6 +169,7 @@ def test_train_writes_model_evaluations_and_tensorboard(pointmaze_run):
     evaluations = np.load(run / "evaluations.npz")
     assert evaluations["timesteps"].tolist() == [150, 300] and "successes" in evaluations
     assert "Pretraining the base policy for 20 steps" in stdout
+    assert "Pretraining the critics and the edit actor for 5 UTD blocks" in stdout
     tensorboard_dir = root / "logs" / "tensorboard" / "sb3_expo-PointMazeUMazeFixed-v0" / "EXPO_1"
     assert f"tensorboard --logdir logs{os.sep}tensorboard" in stdout
     tags = tensorboard_tags(tensorboard_dir)

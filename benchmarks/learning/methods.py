@@ -5,7 +5,10 @@ All of them see the same offline data through the same buffer (half of every bat
 symmetric sampling, rewards shifted by the task's ``reward_shift``), the same batch size, UTD
 (``gradient_steps``), ``learning_starts`` and env steps, so their curves differ only by the algorithm:
 
-- ``expo-o2o``: EXPO, base policy pretrained by imitation, then online learning (the paper's offline-to-online).
+- ``expo-o2o``: EXPO offline-to-online: the base policy pretrained by imitation, then the critics and the edit
+  actor on the same data (``pretrain(..., critic=True)``), then online learning.
+- ``expo-o2o-base``: the paper's offline-to-online: only the base policy pretrained; critics and edit actor
+  start fresh online (the ablation of the critic pretraining).
 - ``expo-online``: EXPO with the offline data in its buffer from the start, no pretraining.
 - ``rlpd``: RLPD (:class:`sb3_expo.rlpd.RLPD`) with EXPO's ensemble size, subset size and policy delay.
 - ``bc``: the pretrained diffusion base alone (one sample per state, no critic or edit): the floor that
@@ -20,7 +23,6 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-import torch as th
 from gymnasium import spaces
 from stable_baselines3 import SAC
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
@@ -29,6 +31,7 @@ from benchmarks.learning.tasks import Task
 from sb3_expo import EXPO
 from sb3_expo.buffers import DictOfflineReplayBuffer, OfflineReplayBuffer
 from sb3_expo.data import OfflineTransitions, RewardTransform, load_minari
+from sb3_expo.evaluation import BasePolicyActor
 from sb3_expo.rlpd import RLPD
 
 OFFLINE_RATIO = 0.5
@@ -67,8 +70,17 @@ def make_expo(task: Task, env: gym.Env, seed: int, device: str, buffer_size: int
     return EXPO(offline_dataset=data, **kwargs, **expo)
 
 
-def make_expo_o2o(task: Task, env: gym.Env, seed: int, device: str, buffer_size: int, data: OfflineTransitions) -> EXPO:
+def make_expo_base_pretrained(
+    task: Task, env: gym.Env, seed: int, device: str, buffer_size: int, data: OfflineTransitions
+) -> EXPO:
+    """The paper's offline-to-online start: the base policy pretrained by imitation; critics and edit actor fresh."""
     return make_expo(task, env, seed, device, buffer_size, data).pretrain(task.pretrain_steps)
+
+
+def make_expo_o2o(task: Task, env: gym.Env, seed: int, device: str, buffer_size: int, data: OfflineTransitions) -> EXPO:
+    """Imitation, then the critics and the edit actor trained on the offline data too, before the first env step."""
+    model = make_expo_base_pretrained(task, env, seed, device, buffer_size, data)
+    return model.pretrain(task.critic_pretrain_steps, critic=True)
 
 
 def expo_setting(task: Task, name: str) -> Any:
@@ -89,26 +101,6 @@ def make_sac(task: Task, env: gym.Env, seed: int, device: str, buffer_size: int,
     model = SAC(**common_kwargs(task, env, seed, device, buffer_size))
     model.replay_buffer.attach_offline(data)  # type: ignore[union-attr]
     return model
-
-
-class DiffusionBaseActor:
-    """
-    ``predict`` with one sample of EXPO's EMA base policy per state: imitation alone, no critic ranking
-    and no edit. A diffusion policy has no mode, so ``deterministic`` changes nothing here.
-    """
-
-    def __init__(self, model: EXPO):
-        self.policy = model.policy
-
-    def predict(self, observation: Any, deterministic: bool = False) -> tuple[np.ndarray, None]:
-        policy = self.policy
-        policy.set_training_mode(False)
-        obs_tensor, vectorized = policy.obs_to_tensor(observation)
-        with th.no_grad():
-            features = policy.extract_features(obs_tensor, policy.features_extractor)
-            actions = policy.base_ema.sample(features).cpu().numpy()
-        actions = policy.unscale_action(actions.reshape((-1, *policy.action_space.shape)))
-        return (actions if vectorized else actions[0]), None
 
 
 @dataclass(frozen=True)
@@ -132,9 +124,10 @@ METHODS: dict[str, Method] = {
     method.name: method
     for method in [
         Method("expo-o2o", EXPO, make_expo_o2o),
+        Method("expo-o2o-base", EXPO, make_expo_base_pretrained),
         Method("expo-online", EXPO, make_expo),
         Method("rlpd", RLPD, make_rlpd),
-        Method("bc", EXPO, make_expo_o2o, learns_online=False, actor=DiffusionBaseActor),
+        Method("bc", EXPO, make_expo_base_pretrained, learns_online=False, actor=BasePolicyActor),
         Method("sac", SAC, make_sac),
     ]
 }

@@ -9,8 +9,14 @@ from typing import Any
 
 import gymnasium as gym
 
-from sb3_expo.data.pointmaze import POINTMAZE_DATASET_ID, build_pointmaze_dataset
-from sb3_expo.envs import make_pointmaze_env
+from sb3_expo.data.fetchpush import FETCHPUSH_DATASET_ID, build_fetchpush_dataset
+from sb3_expo.data.pointmaze import (
+    POINTMAZE_DATASET_ID,
+    POINTMAZE_LARGE_DATASET_ID,
+    build_pointmaze_dataset,
+    build_pointmaze_large_dataset,
+)
+from sb3_expo.envs import make_fetchpush_env, make_pointmaze_env, make_pointmaze_large_env
 
 
 @dataclass(frozen=True)
@@ -26,7 +32,9 @@ class Task:
     :param build_dataset: creates that dataset locally if it is missing (called once, before any job starts)
     :param reward_shift: added to every sampled reward, offline and online (-1: a cost per step until the goal)
     :param online_steps: env steps of online learning per job (``--steps`` overrides it)
-    :param pretrain_steps: imitation steps of EXPO's base policy before online learning (``expo-o2o``, ``bc``)
+    :param pretrain_steps: imitation steps of EXPO's base policy before online learning (``expo-o2o``,
+        ``expo-o2o-base``, ``bc``)
+    :param critic_pretrain_steps: then offline UTD blocks of EXPO's critics and edit actor (``expo-o2o`` only)
     :param eval_interval: env steps between two evaluations (and checkpoints)
     :param eval_episodes: episodes per evaluation
     :param net_arch: hidden layers of every critic and actor
@@ -41,6 +49,7 @@ class Task:
     reward_shift: float = 0.0
     online_steps: int = 5000
     pretrain_steps: int = 3000
+    critic_pretrain_steps: int = 2000
     eval_interval: int = 1000
     eval_episodes: int = 20
     net_arch: list[int] = field(default_factory=lambda: [256, 256])
@@ -63,7 +72,7 @@ def get_task(name: str) -> Task:
     return TASKS[name]
 
 
-# The demo task: sparse PointMaze U-maze, mixed-quality data (30% expert), the settings of
+# The demo task: sparse PointMaze U-maze, mixed-quality data (10% expert), the settings of
 # examples/offline_to_online_pointmaze.py (small networks and UTD 2, so a job fits on one CPU core).
 register_task(
     Task(
@@ -74,6 +83,7 @@ register_task(
         reward_shift=-1.0,
         online_steps=5000,
         pretrain_steps=3000,
+        critic_pretrain_steps=2000,
         eval_interval=1000,
         eval_episodes=20,
         net_arch=[64, 64],
@@ -86,5 +96,54 @@ register_task(
             n_edit_samples=4,
             policy_kwargs=dict(denoiser_width=64, denoiser_blocks=2),
         ),
+    )
+)
+
+# The same CPU-sized EXPO on every task, so that a job fits on one core: small networks, UTD 2, N = K = 4.
+SMALL_EXPO = dict(
+    policy_delay=2,
+    n_critics=5,
+    n_base_samples=4,
+    n_edit_samples=4,
+    policy_kwargs=dict(denoiser_width=64, denoiser_blocks=2),
+)
+
+# A longer horizon: the large maze's 15-cell path (the noisy expert needs about 280 of the 500 steps), from a
+# small noisy dataset (40 episodes, 8 of them successful) that imitation alone rarely solves.
+register_task(
+    Task(
+        name="pointmaze-large",
+        make_env=make_pointmaze_large_env,
+        dataset_id=POINTMAZE_LARGE_DATASET_ID,
+        build_dataset=build_pointmaze_large_dataset,
+        reward_shift=-1.0,
+        online_steps=10_000,
+        pretrain_steps=3000,
+        critic_pretrain_steps=2000,
+        eval_interval=2500,
+        eval_episodes=10,
+        net_arch=[64, 64],
+        shared=dict(learning_starts=0, batch_size=128, gradient_steps=2),
+        expo=dict(edit_scale=0.5, **SMALL_EXPO),
+    )
+)
+
+# Sparse-reward manipulation, the closest local stand-in for the paper's robomimic tasks: FetchPush (-1 per
+# step until the block is at the goal, 50 steps) with a scripted expert's and a decoy's noisy pushes (40% expert).
+register_task(
+    Task(
+        name="fetchpush",
+        make_env=make_fetchpush_env,
+        dataset_id=FETCHPUSH_DATASET_ID,
+        build_dataset=build_fetchpush_dataset,
+        reward_shift=0.0,
+        online_steps=5000,
+        pretrain_steps=3000,
+        critic_pretrain_steps=2000,
+        eval_interval=1000,
+        eval_episodes=20,
+        net_arch=[64, 64],
+        shared=dict(learning_starts=0, batch_size=128, gradient_steps=2),
+        expo=dict(edit_scale=0.3, **SMALL_EXPO),
     )
 )

@@ -6,6 +6,8 @@ Extra keys a YAML entry may hold besides EXPO's arguments (removed before ``EXPO
 
 - ``pretrain_steps``: offline-to-online; ``model.pretrain(pretrain_steps)`` runs at the start of
   ``learn()`` (:class:`PretrainCallback`), so it also runs in every ``-optimize`` trial;
+- ``critic_pretrain_steps``: then ``model.pretrain(critic_pretrain_steps, critic=True)``: the critics and
+  the edit actor are trained on the offline data before the first env step;
 - ``eval_freq``, ``n_eval_episodes``, ``n_eval_envs``: the evaluation of the paper's task (``EvalCallback``,
   ``eval/success_rate``); ``--eval-freq``, ``--eval-episodes`` and ``--n-eval-envs`` on the command line win;
 - ``deterministic_eval``: ``false`` evaluates the stochastic on-the-fly policy, as the paper does.
@@ -39,14 +41,17 @@ class PretrainCallback(BaseCallback):
 
     A model whose base policy was already trained (one resumed with ``-i``) is not pretrained again.
 
-    :param n_steps: pretraining gradient steps
+    :param n_steps: pretraining gradient steps of the base policy
+    :param critic_steps: then this many offline UTD blocks of the critics and the edit actor
+        (``EXPO.pretrain(critic_steps, critic=True)``), so the on-the-fly action starts from fitted critics
     :param progress_bar: show a progress bar
     :param verbose: 1 prints when pretraining starts and ends
     """
 
-    def __init__(self, n_steps: int, progress_bar: bool = False, verbose: int = 1):
+    def __init__(self, n_steps: int, critic_steps: int = 0, progress_bar: bool = False, verbose: int = 1):
         super().__init__(verbose)
         self.n_steps = n_steps
+        self.critic_steps = critic_steps
         self.progress_bar = progress_bar
 
     def _on_training_start(self) -> None:
@@ -60,6 +65,10 @@ class PretrainCallback(BaseCallback):
         if self.verbose:
             print(f"Pretraining the base policy for {self.n_steps} steps on the offline data")
         model.pretrain(self.n_steps, progress_bar=self.progress_bar)
+        if self.critic_steps > 0:
+            if self.verbose:
+                print(f"Pretraining the critics and the edit actor for {self.critic_steps} UTD blocks on the offline data")
+            model.pretrain(self.critic_steps, critic=True, progress_bar=self.progress_bar)
 
     def _on_step(self) -> bool:
         return True
@@ -107,10 +116,12 @@ class ExpoExperimentManager(ExperimentManager):
         if "deterministic_eval" in hyperparams:
             self.deterministic_eval = bool(hyperparams.pop("deterministic_eval"))
         pretrain_steps = int(hyperparams.pop("pretrain_steps", 0) or 0)
-        if pretrain_steps > 0:
+        critic_pretrain_steps = int(hyperparams.pop("critic_pretrain_steps", 0) or 0)
+        if pretrain_steps > 0 or critic_pretrain_steps > 0:
             callbacks = hyperparams.get("callback") or []
             callbacks = callbacks if isinstance(callbacks, list) else [callbacks]
-            hyperparams["callback"] = [PretrainCallback(pretrain_steps, progress_bar=self.show_progress), *callbacks]
+            pretrain = PretrainCallback(pretrain_steps, critic_pretrain_steps, progress_bar=self.show_progress)
+            hyperparams["callback"] = [pretrain, *callbacks]
         return super()._preprocess_hyperparams(hyperparams)
 
     def learn(self, model: BaseAlgorithm) -> None:
