@@ -183,3 +183,23 @@ def test_critic_pretraining_trains_every_network_on_offline_data_only(tiny_kwarg
     assert any(not th.equal(a, b) for a, b in zip(actor_before, model.edit_actor.parameters()))
     del model.replay_buffer.sample
     model.learn(60)  # online training continues from the warmed-up critics
+
+
+def test_base_policy_actor_acts_with_one_ema_base_sample(tiny_kwargs, pendulum_file):
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    from sb3_expo.evaluation import BasePolicyActor
+
+    model = EXPO("MlpPolicy", "Pendulum-v1", offline_dataset=pendulum_file, **tiny_kwargs).pretrain(20)
+    actor = BasePolicyActor(model)
+    obs = np.array([1.0, 0.0, 0.5], np.float32)
+    th.manual_seed(3)
+    action, state = actor.predict(obs)
+    th.manual_seed(3)
+    features = th.as_tensor(obs).unsqueeze(0)
+    with th.no_grad():
+        expected = model.policy.unscale_action(model.base_ema.sample(features).numpy())[0]
+    assert state is None and action.shape == (1,) and np.allclose(action, expected)
+    assert np.all(np.abs(action) <= 2.0)  # Pendulum's bounds: the base's [-1, 1] sample in env units
+    batch, _ = actor.predict(DummyVecEnv([lambda: gym.make("Pendulum-v1")] * 3).reset())
+    assert batch.shape == (3, 1)
