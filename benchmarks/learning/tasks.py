@@ -77,6 +77,15 @@ def get_task(name: str) -> Task:
     return TASKS[name]
 
 
+# The same CPU-sized EXPO on every task, so that a job fits on one core: small networks, UTD 2, N = K = 4.
+SMALL_EXPO = dict(
+    policy_delay=2,
+    n_critics=5,
+    n_base_samples=4,
+    n_edit_samples=4,
+    policy_kwargs=dict(denoiser_width=64, denoiser_blocks=2),
+)
+
 # The demo task: sparse PointMaze U-maze, mixed-quality data (10% expert), the settings of
 # examples/offline_to_online_pointmaze.py (small networks and UTD 2, so a job fits on one CPU core).
 register_task(
@@ -93,24 +102,8 @@ register_task(
         eval_episodes=20,
         net_arch=[64, 64],
         shared=dict(SMALL_BUDGET),
-        expo=dict(
-            edit_scale=0.5,
-            policy_delay=2,
-            n_critics=5,
-            n_base_samples=4,
-            n_edit_samples=4,
-            policy_kwargs=dict(denoiser_width=64, denoiser_blocks=2),
-        ),
+        expo=dict(edit_scale=0.5, **SMALL_EXPO),
     )
-)
-
-# The same CPU-sized EXPO on every task, so that a job fits on one core: small networks, UTD 2, N = K = 4.
-SMALL_EXPO = dict(
-    policy_delay=2,
-    n_critics=5,
-    n_base_samples=4,
-    n_edit_samples=4,
-    policy_kwargs=dict(denoiser_width=64, denoiser_blocks=2),
 )
 
 # A longer horizon: the large maze's 15-cell path (the noisy expert needs about 280 of the 500 steps), from a
