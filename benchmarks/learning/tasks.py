@@ -115,10 +115,10 @@ register_task(
         dataset_id=POINTMAZE_LARGE_DATASET_ID,
         build_dataset=build_pointmaze_large_dataset,
         reward_shift=-1.0,
-        online_steps=10_000,
+        online_steps=5000,  # about 10-15 episodes: a CPU budget; on a GPU extend it with --steps
         pretrain_steps=3000,
         critic_pretrain_steps=2000,
-        eval_interval=2500,
+        eval_interval=1000,
         eval_episodes=10,
         net_arch=[64, 64],
         shared=dict(SMALL_BUDGET),
