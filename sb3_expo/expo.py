@@ -3,6 +3,7 @@
 import io
 import math
 import pathlib
+import warnings
 from collections.abc import Callable
 from typing import Any, ClassVar, TypeVar
 
@@ -259,27 +260,25 @@ class EXPO(OffPolicyAlgorithm):
         self._n_base_updates = 0
         # The loaded offline transitions: kept to re-attach after load_replay_buffer, never saved.
         self._offline_transitions: OfflineTransitions | None = None
+        if str(device).startswith("cuda") and self.device.type != "cuda":  # SB3 falls back to the CPU without a word
+            warnings.warn(f"device={device!r} but CUDA is not available: EXPO runs on the CPU", stacklevel=2)
         if _init_setup_model:
             self._setup_model()
 
     # ------------------------------------------------------------------------------------------ set-up
 
+    def _get_policy_from_name(self, policy_name: str) -> type[BasePolicy]:
+        if policy_name not in self.policy_aliases:
+            raise ValueError(
+                f"Policy {policy_name!r} unknown: EXPO's policies are {sorted(self.policy_aliases)} "
+                "('MultiInputPolicy' for Dict observations), or an ExpoPolicy subclass"
+            )
+        return super()._get_policy_from_name(policy_name)
+
     def _setup_model(self) -> None:
         self._check_arguments()
-        self.policy_kwargs.update(
-            n_critics=self.n_critics,
-            critic_subset_size=self.critic_subset_size,
-            n_base_samples=self.n_base_samples,
-            n_edit_samples=self.n_edit_samples,
-            edit_scale=self.edit_scale,
-            diffusion_steps=self.diffusion_steps,
-            mixed_precision=self.mixed_precision,
-        )
-        reward_transform = RewardTransform(self.reward_scale, self.reward_shift)
-        if self.replay_buffer_class is None and (self.offline_dataset is not None or not reward_transform.is_identity):
-            is_dict = isinstance(self.observation_space, spaces.Dict)
-            self.replay_buffer_class = DictOfflineReplayBuffer if is_dict else OfflineReplayBuffer
-            self.replay_buffer_kwargs.update(offline_ratio=self.offline_ratio, reward_transform=reward_transform)
+        self._pass_options_to_policy()
+        self._choose_replay_buffer()
         super()._setup_model()
         self._create_aliases()
         self._compile_hot_paths()
@@ -316,8 +315,70 @@ class EXPO(OffPolicyAlgorithm):
             raise ValueError(f"policy_delay must be >= 1, got {self.policy_delay}")
         if not 0 < self.base_ema_rate <= 1:
             raise ValueError(f"base_ema_rate must be in (0, 1], got {self.base_ema_rate}")
+        if self.gradient_steps == 0 or self.gradient_steps < -1:
+            raise ValueError(
+                f"gradient_steps must be >= 1 (critic updates per train() call, the paper's UTD ratio: 20) or -1 "
+                f"(as many as env steps were collected), got {self.gradient_steps}: with 0 EXPO would never train"
+            )
+        if self.diffusion_steps < 1:
+            raise ValueError(f"diffusion_steps (T) must be >= 1, got {self.diffusion_steps} (the paper: 10)")
+        if self.edit_scale > 1:
+            warnings.warn(
+                f"edit_scale (β) = {self.edit_scale} > 1: an edit can move an action by more than half the width of the "
+                "action space (actions are in [-1, 1]), so edited candidates are mostly clipped to the bounds. The paper "
+                "uses 0.05-0.7.",
+                stacklevel=3,
+            )
         # SB3 checks that actions are a Box with finite bounds; ExpoPolicy checks n_critics, critic_subset_size,
         # n_base_samples, n_edit_samples and edit_scale.
+
+    def _pass_options_to_policy(self) -> None:
+        """
+        EXPO's policy options go to :class:`ExpoPolicy`; the same key in ``policy_kwargs`` with another value
+        is an error rather than silently overridden.
+        """
+        options = dict(
+            n_critics=self.n_critics,
+            critic_subset_size=self.critic_subset_size,
+            n_base_samples=self.n_base_samples,
+            n_edit_samples=self.n_edit_samples,
+            edit_scale=self.edit_scale,
+            diffusion_steps=self.diffusion_steps,
+            mixed_precision=self.mixed_precision,
+        )
+        given = self.policy_kwargs
+        conflicts = [f"policy_kwargs {key}={given[key]!r} vs EXPO {key}={value!r}" for key, value in options.items()
+                     if key in given and given[key] != value]  # fmt: skip
+        if conflicts:
+            raise ValueError(f"Options given twice with different values ({', '.join(conflicts)}): pass them to EXPO only")
+        self.policy_kwargs.update(options)
+
+    def _choose_replay_buffer(self) -> None:
+        """
+        The offline-mixing buffer whenever there is offline data or a reward transform. A buffer class
+        given by the user gets ``offline_ratio`` and the reward transform too if it can mix; one that
+        cannot (SB3's ``ReplayBuffer``, ``HerReplayBuffer``) would silently drop them, so that is an error.
+        """
+        reward_transform = RewardTransform(self.reward_scale, self.reward_shift)
+        needs_mixing = self.offline_dataset is not None or not reward_transform.is_identity
+        if self.replay_buffer_class is None:
+            if not needs_mixing:
+                return
+            is_dict = isinstance(self.observation_space, spaces.Dict)
+            self.replay_buffer_class = DictOfflineReplayBuffer if is_dict else OfflineReplayBuffer
+        if issubclass(self.replay_buffer_class, OfflineMixingMixin):
+            for key, value in dict(offline_ratio=self.offline_ratio, reward_transform=reward_transform).items():
+                if self.replay_buffer_kwargs.setdefault(key, value) != value:
+                    raise ValueError(
+                        f"replay_buffer_kwargs {key}={self.replay_buffer_kwargs[key]!r} disagrees with EXPO's {key} "
+                        f"({value!r}): set it once, as an EXPO argument"
+                    )
+        elif not reward_transform.is_identity:
+            raise ValueError(
+                f"reward_scale={self.reward_scale} / reward_shift={self.reward_shift} need a buffer that transforms "
+                f"sampled rewards, and {self.replay_buffer_class.__name__} does not: leave replay_buffer_class unset "
+                "(EXPO then picks OfflineReplayBuffer / DictOfflineReplayBuffer) or pass one of those."
+            )
 
     def _create_aliases(self) -> None:
         self.base = self.policy.base

@@ -6,11 +6,15 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch as th
+from stable_baselines3.common.buffers import ReplayBuffer
 from torch import nn
 
 from sb3_expo import EXPO
+from sb3_expo.buffers import OfflineReplayBuffer
 from sb3_expo.expo import LOG_ENT_COEF_MAX, cosine_decay, td_target
 from sb3_expo.policies import EditActor, squashed_gaussian_log_prob
+
+SMALL_NETS = dict(net_arch=[16, 16], denoiser_width=16, denoiser_blocks=1)
 
 
 def make_edit_actor(action_dim: int, edit_scale: float, mean: float, log_std: float) -> EditActor:
@@ -274,6 +278,15 @@ class WideBoundsPendulum(gym.Wrapper):
         ({"critic_subset_size": 4}, "critic_subset_size"),
         ({"policy_delay": 0}, "policy_delay"),
         ({"ent_coef": "auto_0"}, "ent_coef"),
+        ({"gradient_steps": 0}, "gradient_steps must be >= 1"),
+        ({"gradient_steps": -2}, "gradient_steps must be >= 1"),
+        ({"diffusion_steps": 0}, "diffusion_steps"),
+        ({"policy_kwargs": {**SMALL_NETS, "n_critics": 2}}, r"policy_kwargs n_critics=2 vs EXPO n_critics=3"),
+        ({"reward_shift": -1.0, "replay_buffer_class": ReplayBuffer}, "ReplayBuffer does not"),
+        (
+            {"reward_shift": -1.0, "replay_buffer_class": OfflineReplayBuffer, "replay_buffer_kwargs": {"offline_ratio": 0.2}},
+            "replay_buffer_kwargs offline_ratio=0.2 disagrees",
+        ),
     ],
 )
 def test_bad_arguments_are_rejected_clearly(tiny_kwargs, overrides, message):
@@ -326,3 +339,30 @@ def test_lecun_normal_has_variance_one_over_fan_in():
     th.manual_seed(0)
     layer = lecun_normal_(nn.Linear(256, 1024))
     assert layer.weight.var().item() == pytest.approx(1 / 256, rel=0.02)
+
+
+def test_identical_options_in_policy_kwargs_are_accepted(tiny_kwargs):
+    model = EXPO("MlpPolicy", "Pendulum-v1", **{**tiny_kwargs, "policy_kwargs": {**SMALL_NETS, "n_critics": 3}})
+    assert model.n_critics == model.policy.n_critics == 3
+
+
+def test_reward_transform_reaches_an_offline_buffer_class_given_explicitly(tiny_kwargs):
+    model = EXPO("MlpPolicy", "Pendulum-v1", reward_shift=-1.0, replay_buffer_class=OfflineReplayBuffer, **tiny_kwargs)
+    assert model.replay_buffer.reward_transform.shift == -1.0 and model.replay_buffer.offline_ratio == 0.5
+
+
+def test_large_edit_scale_warns(tiny_kwargs):
+    with pytest.warns(UserWarning, match="edit_scale"):
+        EXPO("MlpPolicy", "Pendulum-v1", **{**tiny_kwargs, "edit_scale": 1.5})
+
+
+@pytest.mark.skipif(th.cuda.is_available(), reason="checks the fallback when CUDA is missing")
+def test_cuda_without_a_gpu_warns(tiny_kwargs):
+    with pytest.warns(UserWarning, match="CUDA is not available"):
+        model = EXPO("MlpPolicy", "Pendulum-v1", **{**tiny_kwargs, "device": "cuda"})
+    assert model.device.type == "cpu"
+
+
+def test_unknown_policy_name_lists_the_valid_ones(tiny_kwargs):
+    with pytest.raises(ValueError, match=r"\['MlpPolicy', 'MultiInputPolicy'\]"):
+        EXPO("CnnPolicy", "Pendulum-v1", **tiny_kwargs)
