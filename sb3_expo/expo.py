@@ -356,8 +356,9 @@ class EXPO(OffPolicyAlgorithm):
     def _choose_replay_buffer(self) -> None:
         """
         The offline-mixing buffer whenever there is offline data or a reward transform. A buffer class
-        given by the user gets ``offline_ratio`` and the reward transform too if it can mix; one that
-        cannot (SB3's ``ReplayBuffer``, ``HerReplayBuffer``) would silently drop them, so that is an error.
+        given by the user gets ``offline_ratio`` and the reward transform too if it can mix (unless its
+        ``replay_buffer_kwargs`` set them and EXPO's are the defaults); one that cannot (SB3's
+        ``ReplayBuffer``, ``HerReplayBuffer``) would silently drop the transform, so that is an error.
         """
         reward_transform = RewardTransform(self.reward_scale, self.reward_shift)
         needs_mixing = self.offline_dataset is not None or not reward_transform.is_identity
@@ -367,11 +368,15 @@ class EXPO(OffPolicyAlgorithm):
             is_dict = isinstance(self.observation_space, spaces.Dict)
             self.replay_buffer_class = DictOfflineReplayBuffer if is_dict else OfflineReplayBuffer
         if issubclass(self.replay_buffer_class, OfflineMixingMixin):
-            for key, value in dict(offline_ratio=self.offline_ratio, reward_transform=reward_transform).items():
-                if self.replay_buffer_kwargs.setdefault(key, value) != value:
+            # EXPO's value, unless replay_buffer_kwargs sets it and EXPO's is the default; both set differently: error.
+            for key, value, default in [
+                ("offline_ratio", self.offline_ratio, 0.5),
+                ("reward_transform", reward_transform, RewardTransform()),
+            ]:
+                given = self.replay_buffer_kwargs.setdefault(key, value)
+                if given != value and value != default:
                     raise ValueError(
-                        f"replay_buffer_kwargs {key}={self.replay_buffer_kwargs[key]!r} disagrees with EXPO's {key} "
-                        f"({value!r}): set it once, as an EXPO argument"
+                        f"replay_buffer_kwargs {key}={given!r} disagrees with EXPO's {key} ({value!r}): set it once"
                     )
         elif not reward_transform.is_identity:
             raise ValueError(

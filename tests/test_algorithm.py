@@ -11,6 +11,7 @@ from torch import nn
 
 from sb3_expo import EXPO
 from sb3_expo.buffers import OfflineReplayBuffer
+from sb3_expo.data import RewardTransform
 from sb3_expo.expo import LOG_ENT_COEF_MAX, cosine_decay, td_target
 from sb3_expo.policies import EditActor, squashed_gaussian_log_prob
 
@@ -284,7 +285,7 @@ class WideBoundsPendulum(gym.Wrapper):
         ({"policy_kwargs": {**SMALL_NETS, "n_critics": 2}}, r"policy_kwargs n_critics=2 vs EXPO n_critics=3"),
         ({"reward_shift": -1.0, "replay_buffer_class": ReplayBuffer}, "ReplayBuffer does not"),
         (
-            {"reward_shift": -1.0, "replay_buffer_class": OfflineReplayBuffer, "replay_buffer_kwargs": {"offline_ratio": 0.2}},
+            {"offline_ratio": 0.3, "replay_buffer_class": OfflineReplayBuffer, "replay_buffer_kwargs": {"offline_ratio": 0.2}},
             "replay_buffer_kwargs offline_ratio=0.2 disagrees",
         ),
     ],
@@ -366,3 +367,11 @@ def test_cuda_without_a_gpu_warns(tiny_kwargs):
 def test_unknown_policy_name_lists_the_valid_ones(tiny_kwargs):
     with pytest.raises(ValueError, match=r"\['MlpPolicy', 'MultiInputPolicy'\]"):
         EXPO("CnnPolicy", "Pendulum-v1", **tiny_kwargs)
+
+
+def test_buffer_kwargs_set_what_expo_leaves_at_its_default(tiny_kwargs):
+    transform = RewardTransform(shift=-1.0)
+    buffer_kwargs = {"reward_transform": transform, "offline_ratio": 0.25}
+    buffer = dict(replay_buffer_class=OfflineReplayBuffer, replay_buffer_kwargs=buffer_kwargs)
+    model = EXPO("MlpPolicy", "Pendulum-v1", **buffer, **tiny_kwargs)
+    assert model.replay_buffer.reward_transform == transform and model.replay_buffer.offline_ratio == 0.25
