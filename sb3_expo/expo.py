@@ -4,7 +4,7 @@ import io
 import math
 import pathlib
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
@@ -18,6 +18,7 @@ from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedul
 from stable_baselines3.common.utils import configure_logger, polyak_update, update_learning_rate
 
 from sb3_expo.buffers import DictOfflineReplayBuffer, OfflineMixingMixin, OfflineReplayBuffer
+from sb3_expo.checkpoints import write_atomically
 from sb3_expo.critics import random_subsets
 from sb3_expo.data import OfflineSource, OfflineTransitions, RewardTransform, load_offline_dataset
 from sb3_expo.policies import ExpoPolicy, MlpPolicy, MultiInputPolicy
@@ -676,6 +677,22 @@ class EXPO(OffPolicyAlgorithm):
         self.logger.record("pretrain/n_updates", self._n_base_updates)
         self.logger.record("pretrain/learning_rate", self.base.optimizer.param_groups[0]["lr"])
         self.logger.dump(step=self._n_base_updates)
+
+    def save(
+        self,
+        path: str | pathlib.Path | io.BufferedIOBase,
+        exclude: Iterable[str] | None = None,
+        include: Iterable[str] | None = None,
+    ) -> None:
+        """
+        SB3's ``save``, written to a temporary file and renamed, so an interrupted save never replaces the
+        last good model with a broken one (:func:`~sb3_expo.checkpoints.write_atomically`).
+        """
+        write_atomically(path, "zip", lambda file: super(EXPO, self).save(file, exclude, include))
+
+    def save_replay_buffer(self, path: str | pathlib.Path | io.BufferedIOBase) -> None:
+        """SB3's ``save_replay_buffer`` (offline data excluded), written atomically like :meth:`save`."""
+        write_atomically(path, "pkl", lambda file: super(EXPO, self).save_replay_buffer(file))
 
     def load_replay_buffer(self, path: str | pathlib.Path | io.BufferedIOBase, truncate_last_traj: bool = True) -> None:
         """SB3's ``load_replay_buffer``, then the offline data (never saved in the file) is attached again."""
