@@ -678,6 +678,30 @@ class EXPO(OffPolicyAlgorithm):
         self.logger.record("pretrain/learning_rate", self.base.optimizer.param_groups[0]["lr"])
         self.logger.dump(step=self._n_base_updates)
 
+    def _store_transition(
+        self,
+        replay_buffer: ReplayBuffer,
+        buffer_action: np.ndarray,
+        new_obs: np.ndarray | dict[str, np.ndarray],
+        reward: np.ndarray,
+        dones: np.ndarray,
+        infos: list[dict[str, Any]],
+    ) -> None:
+        """
+        SB3's, after a check that the env's reward and observation are finite: a NaN stored in the buffer
+        would poison every later minibatch, so it is refused before it enters (the model and the buffer stay
+        as they were, and can be saved and continued with a fixed env).
+        """
+        observations = new_obs.values() if isinstance(new_obs, dict) else [new_obs]
+        for what, values in [("reward", [reward]), ("observation", observations)]:
+            if not all(np.isfinite(value).all() for value in values):
+                raise ValueError(
+                    f"The env returned a non-finite {what} at env step {self.num_timesteps}. It was not "
+                    "stored: the replay buffer and the model are unchanged. Fix the env (or clip/normalise its output) "
+                    "and continue with model.set_env(env) and model.learn(..., reset_num_timesteps=False)."
+                )
+        super()._store_transition(replay_buffer, buffer_action, new_obs, reward, dones, infos)
+
     def save(
         self,
         path: str | pathlib.Path | io.BufferedIOBase,

@@ -375,3 +375,31 @@ def test_buffer_kwargs_set_what_expo_leaves_at_its_default(tiny_kwargs):
     buffer = dict(replay_buffer_class=OfflineReplayBuffer, replay_buffer_kwargs=buffer_kwargs)
     model = EXPO("MlpPolicy", "Pendulum-v1", **buffer, **tiny_kwargs)
     assert model.replay_buffer.reward_transform == transform and model.replay_buffer.offline_ratio == 0.25
+
+
+class CorruptAfter(gym.Wrapper):
+    """Pendulum whose reward (or observation) becomes NaN from env step ``after`` on."""
+
+    def __init__(self, after: int, what: str):
+        super().__init__(gym.make("Pendulum-v1"))
+        self.after, self.what, self.steps = after, what, 0
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        self.steps += 1
+        if self.steps >= self.after:
+            obs, reward = (obs * np.nan, reward) if self.what == "observation" else (obs, float("nan"))
+        return obs, reward, terminated, truncated, info
+
+
+@pytest.mark.parametrize("what", ["reward", "observation"])
+def test_non_finite_env_output_is_refused_before_it_enters_the_buffer(tiny_kwargs, what):
+    model = EXPO("MlpPolicy", CorruptAfter(70, what), **tiny_kwargs)
+    with pytest.raises(ValueError, match=f"non-finite {what} at env step 70"):
+        model.learn(100)
+    assert model.replay_buffer.size() == 69
+    assert np.isfinite(model.replay_buffer.rewards[:69]).all() and np.isfinite(model.replay_buffer.observations[:69]).all()
+    assert all(th.isfinite(parameter).all() for parameter in model.policy.parameters())
+    model.set_env(gym.make("Pendulum-v1"))
+    model.learn(20, reset_num_timesteps=False)  # continues with a fixed env
+    assert model.replay_buffer.size() == 89
