@@ -597,7 +597,13 @@ class EXPO(OffPolicyAlgorithm):
                 f"The replay buffer {type(self.replay_buffer).__name__} cannot mix offline data: leave replay_buffer_class "
                 "unset (EXPO then picks OfflineReplayBuffer / DictOfflineReplayBuffer) or pass one of those."
             )
-        transitions = load_offline_dataset(dataset, **self.offline_dataset_kwargs)
+        try:
+            transitions = load_offline_dataset(dataset, **self.offline_dataset_kwargs)
+        except FileNotFoundError as error:
+            raise type(error)(
+                f"{error}\nLoading a saved model whose dataset moved or is missing: EXPO.load(path, offline_dataset=<its new "
+                "path or id>) to continue training, or EXPO.load(path, offline_dataset=None) to act without it."
+            ) from error
         self.replay_buffer.attach_offline(transitions)
         self._offline_transitions = transitions
         self.offline_dataset = dataset
