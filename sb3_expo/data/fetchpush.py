@@ -18,12 +18,10 @@ import numpy as np
 
 from sb3_expo.data.recording import (
     ControllerCheck,
+    build_checked_dataset,
     check_controllers,
-    load_existing_dataset,
     record_mixture,
-    write_minari_dataset,
 )
-from sb3_expo.data.transitions import import_offline_dependency
 from sb3_expo.envs import FETCHPUSH_ENV_ID, make_fetchpush_env
 
 FETCHPUSH_DATASET_ID = "sb3_expo/fetchpush-noisy-v0"
@@ -242,33 +240,32 @@ def build_fetchpush_dataset(
     """
     if not 0.0 <= expert_fraction <= 1.0:
         raise ValueError(f"expert_fraction must be in [0, 1], got {expert_fraction}")
-    minari = import_offline_dependency("minari")
-    existing = load_existing_dataset(minari, dataset_id, n_episodes, overwrite)
-    if existing is not None:
-        return existing
-    env = make_fetchpush_env()
-    try:
-        check = check_fetchpush_controllers(env, noise_std, seed + n_episodes, check_episodes)
-        episodes = record_episodes(env, n_episodes, expert_fraction, noise_std, seed)
-    finally:
-        env.close()
-    success_rate = float(np.mean([episode["is_success"] for episode in episodes]))
-    return write_minari_dataset(
+
+    def metadata(check: ControllerCheck, success_rate: float) -> dict[str, Any]:
+        return dict(
+            algorithm_name=f"FetchPushExpert/FetchPushDecoy(expert_fraction={expert_fraction}, noise_std={noise_std})",
+            code_permalink="sb3_expo.data.fetchpush.build_fetchpush_dataset",
+            ref_min_score=check.random_mean_return,  # random actions: -50, the block never reaches the goal
+            ref_max_score=check.expert_mean_return,  # the noisy expert's measured mean return
+            description=(
+                f"{n_episodes} episodes on {FETCHPUSH_ENV_ID} (FetchPush, sparse reward -1 per step and 0 at success, "
+                f"termination at success, the block starting at least 10 cm from the goal): a share {expert_fraction} "
+                f"by a scripted controller that pushes the block from behind to the goal, the rest by the same "
+                f"controller pushing it to random other places on the table, both with Gaussian action noise "
+                f"(std {noise_std}). Success rate of the episodes: {success_rate:.2f}. "
+                f"Checked before recording: {check.summary()}."
+            ),
+        )
+
+    return build_checked_dataset(
         dataset_id,
-        episodes,
-        env,
-        seed,
-        algorithm_name=f"FetchPushExpert/FetchPushDecoy(expert_fraction={expert_fraction}, noise_std={noise_std})",
-        code_permalink="sb3_expo.data.fetchpush.build_fetchpush_dataset",
-        ref_min_score=check.random_mean_return,  # random actions: -50, the block never reaches the goal
-        ref_max_score=check.expert_mean_return,  # the noisy expert's measured mean return
-        description=(
-            f"{n_episodes} episodes on {FETCHPUSH_ENV_ID} (FetchPush, sparse reward -1 per step and 0 at success, "
-            f"termination at success, the block starting at least 10 cm from the goal): a share {expert_fraction} "
-            f"by a scripted controller that pushes the block from behind to the goal, the rest by the same controller "
-            f"pushing it to random other places on the table, both with Gaussian action noise (std {noise_std}). "
-            f"Success rate of the episodes: {success_rate:.2f}. Checked before recording: {check.summary()}."
-        ),
+        n_episodes,
+        overwrite,
+        make_fetchpush_env,
+        check=lambda env: check_fetchpush_controllers(env, noise_std, seed + n_episodes, check_episodes),
+        record=lambda env: record_episodes(env, n_episodes, expert_fraction, noise_std, seed),
+        seed=seed,
+        metadata=metadata,
     )
 
 

@@ -27,13 +27,12 @@ import numpy as np
 
 from sb3_expo.data.recording import (
     ControllerCheck,
+    build_checked_dataset,
     check_controllers,
     load_existing_dataset,
     record_mixture,
     rollout_episode,
-    write_minari_dataset,
 )
-from sb3_expo.data.transitions import import_offline_dependency
 from sb3_expo.envs import POINTMAZE_ENV_ID, POINTMAZE_LARGE_ENV_ID, make_pointmaze_env, make_pointmaze_large_env
 
 __all__ = [
@@ -272,33 +271,31 @@ def _build_maze_dataset(
 ) -> Any:
     if not 0.0 <= expert_fraction <= 1.0:
         raise ValueError(f"expert_fraction must be in [0, 1], got {expert_fraction}")
-    minari = import_offline_dependency("minari")
-    existing = load_existing_dataset(minari, dataset_id, n_episodes, overwrite)
-    if existing is not None:
-        return existing
-    env = make_env()
-    try:
-        check = check_pointmaze_controllers(env, noise_std, seed + n_episodes, check_episodes)
-        episodes = record_episodes(env, n_episodes, expert_fraction, noise_std, seed)
-    finally:
-        env.close()
-    success_rate = float(np.mean([episode["is_success"] for episode in episodes]))
-    return write_minari_dataset(
+
+    def metadata(check: ControllerCheck, success_rate: float) -> dict[str, Any]:
+        return dict(
+            algorithm_name=f"PointMazeExpert/PointMazeWanderer(expert_fraction={expert_fraction}, noise_std={noise_std})",
+            code_permalink=f"sb3_expo.data.pointmaze.{task}",
+            ref_min_score=0.0,  # random actions practically never reach the goal
+            ref_max_score=1.0,  # the sparse return of an episode that reaches it
+            description=(
+                f"{n_episodes} episodes on {env_id} (fixed start and goal cells, sparse reward 1 and termination at "
+                f"the goal): a share {expert_fraction} by a breadth-first-search + PD controller that goes to the goal, "
+                f"the rest by the same controller roaming between random other cells, both with Gaussian action noise "
+                f"(std {noise_std}). Success rate of the episodes: {success_rate:.2f}. "
+                f"Checked before recording: {check.summary()}."
+            ),
+        )
+
+    return build_checked_dataset(
         dataset_id,
-        episodes,
-        env,
-        seed,
-        algorithm_name=f"PointMazeExpert/PointMazeWanderer(expert_fraction={expert_fraction}, noise_std={noise_std})",
-        code_permalink=f"sb3_expo.data.pointmaze.{task}",
-        ref_min_score=0.0,  # random actions practically never reach the goal
-        ref_max_score=1.0,  # the sparse return of an episode that reaches it
-        description=(
-            f"{n_episodes} episodes on {env_id} (fixed start and goal cells, sparse reward 1 and "
-            f"termination at the goal): a share {expert_fraction} by a breadth-first-search + PD controller that "
-            f"goes to the goal, the rest by the same controller roaming between random other cells, both with "
-            f"Gaussian action noise (std {noise_std}). Success rate of the episodes: {success_rate:.2f}. "
-            f"Checked before recording: {check.summary()}."
-        ),
+        n_episodes,
+        overwrite,
+        make_env,
+        check=lambda env: check_pointmaze_controllers(env, noise_std, seed + n_episodes, check_episodes),
+        record=lambda env: record_episodes(env, n_episodes, expert_fraction, noise_std, seed),
+        seed=seed,
+        metadata=metadata,
     )
 
 

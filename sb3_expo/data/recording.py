@@ -238,3 +238,42 @@ def write_minari_dataset(
             requirements=list(requirements),
             **metadata,
         )
+
+
+def build_checked_dataset(
+    dataset_id: str,
+    n_episodes: int,
+    overwrite: bool,
+    make_env: Callable[[], gym.Env],
+    check: Callable[[gym.Env], ControllerCheck],
+    record: Callable[[gym.Env], list[dict[str, Any]]],
+    seed: int,
+    metadata: Callable[[ControllerCheck, float], dict[str, Any]],
+) -> Any:
+    """
+    A builder's whole recipe: reuse ``dataset_id`` if it was built already; otherwise check the controllers,
+    record the episodes and write them, so that a dataset whose expert fails (or whose task random actions
+    solve) is never written.
+
+    :param dataset_id: the Minari id
+    :param n_episodes: episodes to record
+    :param overwrite: rebuild the dataset if it exists
+    :param make_env: creates the (registered) environment to record in
+    :param check: runs :func:`check_controllers` in that env (raises when the controllers are not fit)
+    :param record: records the episodes in that env (e.g. :func:`record_mixture`)
+    :param seed: the first episode's reset seed
+    :param metadata: ``(check, success rate of the recorded episodes) -> write_minari_dataset metadata``
+    :return: the ``minari.MinariDataset``
+    """
+    minari = import_offline_dependency("minari")
+    existing = load_existing_dataset(minari, dataset_id, n_episodes, overwrite)
+    if existing is not None:
+        return existing
+    env = make_env()
+    try:
+        controller_check = check(env)
+        episodes = record(env)
+    finally:
+        env.close()
+    success_rate = float(np.mean([episode["is_success"] for episode in episodes]))
+    return write_minari_dataset(dataset_id, episodes, env, seed, **metadata(controller_check, success_rate))
