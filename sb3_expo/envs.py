@@ -216,27 +216,31 @@ def make_fetchpush_env(max_episode_steps: int = FETCHPUSH_MAX_EPISODE_STEPS, **k
 def register_envs() -> None:
     """Register this module's task ids with gymnasium, once (importing this module twice is harmless)."""
     maze_kwargs = dict(reward_type="sparse", continuing_task=False, reset_target=False)
-    if POINTMAZE_ENV_ID not in gym.registry:
-        gym.register(
-            id=POINTMAZE_ENV_ID,
-            entry_point=f"{__name__}:create_pointmaze",
-            max_episode_steps=POINTMAZE_MAX_EPISODE_STEPS,
-            kwargs=dict(maze_map=POINTMAZE_UMAZE_FIXED, **maze_kwargs),
-        )
-    if POINTMAZE_LARGE_ENV_ID not in gym.registry:
-        gym.register(
-            id=POINTMAZE_LARGE_ENV_ID,
-            entry_point=f"{__name__}:create_pointmaze",
-            max_episode_steps=POINTMAZE_LARGE_MAX_EPISODE_STEPS,
-            kwargs=dict(maze_map=POINTMAZE_LARGE_FIXED, **maze_kwargs),
-        )
-    if FETCHPUSH_ENV_ID not in gym.registry:
-        gym.register(
-            id=FETCHPUSH_ENV_ID,
-            entry_point=f"{__name__}:create_fetchpush",
-            max_episode_steps=FETCHPUSH_MAX_EPISODE_STEPS,
-            kwargs=dict(reward_type="sparse", min_goal_distance=FETCHPUSH_MIN_GOAL_DISTANCE),
-        )
+    tasks = [  # (id, entry point, time limit, entry-point kwargs)
+        (
+            POINTMAZE_ENV_ID,
+            "create_pointmaze",
+            POINTMAZE_MAX_EPISODE_STEPS,
+            dict(maze_map=POINTMAZE_UMAZE_FIXED, **maze_kwargs),
+        ),
+        (
+            POINTMAZE_LARGE_ENV_ID,
+            "create_pointmaze",
+            POINTMAZE_LARGE_MAX_EPISODE_STEPS,
+            dict(maze_map=POINTMAZE_LARGE_FIXED, **maze_kwargs),
+        ),
+        (
+            FETCHPUSH_ENV_ID,
+            "create_fetchpush",
+            FETCHPUSH_MAX_EPISODE_STEPS,
+            dict(reward_type="sparse", min_goal_distance=FETCHPUSH_MIN_GOAL_DISTANCE),
+        ),
+    ]
+    for env_id, entry_point, max_episode_steps, kwargs in tasks:
+        if env_id not in gym.registry:
+            gym.register(
+                id=env_id, entry_point=f"{__name__}:{entry_point}", max_episode_steps=max_episode_steps, kwargs=kwargs
+            )
 
 
 # ------------------------------------------------------------------------------ wrappers of the paper's tasks

@@ -25,6 +25,8 @@ from sb3_expo.policies import ExpoPolicy, MlpPolicy, MultiInputPolicy
 
 SelfEXPO = TypeVar("SelfEXPO", bound="EXPO")
 
+# RLPD's symmetric sampling: half of every minibatch offline.
+DEFAULT_OFFLINE_RATIO = 0.5
 # log α is clamped to this range after every temperature step, so α (and every loss it scales) stays finite.
 LOG_ENT_COEF_MIN, LOG_ENT_COEF_MAX = -20.0, 20.0
 
@@ -189,7 +191,7 @@ class EXPO(OffPolicyAlgorithm):
         optimize_memory_usage: bool = False,
         offline_dataset: OfflineSource | None = None,
         offline_dataset_kwargs: dict[str, Any] | None = None,
-        offline_ratio: float = 0.5,
+        offline_ratio: float = DEFAULT_OFFLINE_RATIO,
         reward_scale: float = 1.0,
         reward_shift: float = 0.0,
         n_critics: int = 10,
@@ -371,7 +373,7 @@ class EXPO(OffPolicyAlgorithm):
         if issubclass(self.replay_buffer_class, OfflineMixingMixin):
             # EXPO's value, unless replay_buffer_kwargs sets it and EXPO's is the default; both set differently: error.
             for key, value, default in [
-                ("offline_ratio", self.offline_ratio, 0.5),
+                ("offline_ratio", self.offline_ratio, DEFAULT_OFFLINE_RATIO),
                 ("reward_transform", reward_transform, RewardTransform()),
             ]:
                 given = self.replay_buffer_kwargs.setdefault(key, value)
