@@ -26,7 +26,14 @@ from stable_baselines3.common.buffers import DictReplayBuffer, ReplayBuffer
 from stable_baselines3.common.type_aliases import DictReplayBufferSamples, ReplayBufferSamples
 from stable_baselines3.common.vec_env import VecNormalize
 
-from sb3_expo.data.transitions import Observations, OfflineTransitions, RewardTransform, scale_actions, validate_against_env
+from sb3_expo.data.transitions import (
+    Observations,
+    OfflineTransitions,
+    RewardTransform,
+    map_observations,
+    scale_actions,
+    validate_against_env,
+)
 
 Samples = TypeVar("Samples", ReplayBufferSamples, DictReplayBufferSamples)
 TensorObs = th.Tensor | dict[str, th.Tensor]
@@ -71,23 +78,12 @@ class _OfflineArrays(NamedTuple):
 
 def _cast_like(observations: Observations, like: np.ndarray | dict[str, np.ndarray]) -> Observations:
     """Offline observations in the dtype the buffer stores online ones in, so both halves concatenate."""
-    if isinstance(observations, dict):
-        return {key: np.asarray(value, dtype=like[key].dtype) for key, value in observations.items()}  # type: ignore[index]
-    return np.asarray(observations, dtype=like.dtype)  # type: ignore[union-attr]
-
-
-def _take(observations: Observations, indices: np.ndarray) -> Observations:
-    """Rows ``indices`` of a Box observation array or of every array of a Dict observation."""
-    if isinstance(observations, dict):
-        return {key: value[indices] for key, value in observations.items()}
-    return observations[indices]
+    return map_observations(lambda value, stored: np.asarray(value, dtype=stored.dtype), observations, like)
 
 
 def _interleave(offline: TensorObs, online: TensorObs, order: th.Tensor) -> TensorObs:
     """Concatenate offline then online rows and reorder them so offline rows land where the mask says."""
-    if isinstance(offline, dict):
-        return {key: _interleave(offline[key], online[key], order) for key in offline}  # type: ignore[index]
-    return th.cat([offline, online])[order]  # type: ignore[list-item]
+    return map_observations(lambda first, second: th.cat([first, second])[order], offline, online)
 
 
 def _merge_order(mask: np.ndarray) -> np.ndarray:
@@ -234,21 +230,17 @@ class OfflineMixingMixin:
         assert self._offline is not None
         data = self._offline
         indices = np.random.randint(0, len(data.rewards), size=n_rows)
-        observations = self._normalize_obs(_take(data.observations, indices), env)  # type: ignore[attr-defined]
-        next_observations = self._normalize_obs(_take(data.next_observations, indices), env)  # type: ignore[attr-defined]
+        rows = lambda array: array[indices]  # noqa: E731
+        observations = self._normalize_obs(map_observations(rows, data.observations), env)  # type: ignore[attr-defined]
+        next_observations = self._normalize_obs(map_observations(rows, data.next_observations), env)  # type: ignore[attr-defined]
         rewards = self._normalize_reward(data.rewards[indices].reshape(-1, 1), env)  # type: ignore[attr-defined]
         return self._samples_class(
-            observations=self._obs_to_torch(observations),
+            observations=map_observations(self.to_torch, observations),  # type: ignore[attr-defined]
             actions=self.to_torch(data.actions[indices]),  # type: ignore[attr-defined]
-            next_observations=self._obs_to_torch(next_observations),
+            next_observations=map_observations(self.to_torch, next_observations),  # type: ignore[attr-defined]
             dones=self.to_torch(data.terminals[indices].reshape(-1, 1)),  # type: ignore[attr-defined]
             rewards=self.to_torch(rewards),  # type: ignore[attr-defined]
         )
-
-    def _obs_to_torch(self, observations: Observations) -> TensorObs:
-        if isinstance(observations, dict):
-            return {key: self.to_torch(value) for key, value in observations.items()}  # type: ignore[attr-defined]
-        return self.to_torch(observations)  # type: ignore[attr-defined]
 
     def _merge(self, offline: Samples, online: Samples, mask: np.ndarray) -> Samples:
         """One batch with offline rows at ``mask`` and online rows elsewhere, field by field."""

@@ -1,18 +1,21 @@
 """Offline transitions from a Minari dataset (https://minari.farama.org), by id or as a loaded dataset."""
 
+import functools
+import warnings
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 from gymnasium import spaces
 
-from sb3_expo.data.transitions import Observations, OfflineTransitions, import_offline_dependency
+from sb3_expo.data.transitions import OfflineTransitions, import_offline_dependency, map_observations
 
 
 class DatasetNotFoundError(FileNotFoundError):
     """An offline dataset is not available locally (and downloading it was not requested)."""
 
 
-# Datasets under this namespace are built on the user's machine (sb3_expo.tasks.LOCAL_DATASETS), never downloaded.
+# Datasets under this namespace are built on the user's machine (``python -m sb3_expo.tasks``), never downloaded.
 LOCAL_NAMESPACE = "sb3_expo/"
 
 
@@ -28,7 +31,19 @@ def _missing_dataset_message(dataset_id: str, datasets_path: str) -> str:
     )
 
 
-def _load_dataset(minari: Any, dataset_id: str, download: bool) -> Any:
+def load_minari_dataset(dataset_id: str, download: bool = False) -> Any:
+    """
+    ``minari.load_dataset``, the one place this package opens a Minari dataset by id, so that a missing
+    dataset always fails with the same error: the ``minari download`` command, or for this package's
+    own datasets (ids under ``sb3_expo/``) the command that builds them.
+
+    :param dataset_id: e.g. ``"D4RL/antmaze/large-diverse-v1"``
+    :param download: download the dataset if it is not available locally (needs network access)
+    :return: the ``minari.MinariDataset``
+    :raises DatasetNotFoundError: the dataset is not available locally and ``download`` is False
+    :raises ImportError: Minari is not installed (the message names the extra)
+    """
+    minari = import_offline_dependency("minari")
     from minari.storage.datasets_root_dir import get_dataset_path
 
     try:
@@ -38,6 +53,36 @@ def _load_dataset(minari: Any, dataset_id: str, download: bool) -> Any:
             raise DatasetNotFoundError(_missing_dataset_message(dataset_id, str(get_dataset_path()))) from error
     minari.download_dataset(dataset_id)
     return minari.load_dataset(dataset_id)
+
+
+def load_or_build(
+    dataset_id: str, build: Callable[[], Any], overwrite: bool = False, n_episodes: int | None = None
+) -> Any:
+    """
+    The local Minari dataset ``dataset_id`` if it exists, else what ``build()`` writes: how every
+    dataset built on this machine is reused rather than recorded twice.
+
+    :param dataset_id: the Minari id
+    :param build: writes the dataset and returns it (called only when it is missing or ``overwrite``)
+    :param overwrite: delete an existing dataset and build it again
+    :param n_episodes: how many episodes the caller asked for: an existing dataset with another count
+        is still reused, with a warning that says how to rebuild it
+    :return: the ``minari.MinariDataset``
+    """
+    try:
+        dataset = load_minari_dataset(dataset_id)
+    except DatasetNotFoundError:
+        return build()
+    if overwrite:
+        import_offline_dependency("minari").delete_dataset(dataset_id)
+        return build()
+    if n_episodes is not None and dataset.total_episodes != n_episodes:
+        warnings.warn(
+            f"Reusing the Minari dataset '{dataset_id}' with {dataset.total_episodes} episodes although "
+            f"{n_episodes} were asked for: pass overwrite=True to rebuild it.",
+            stacklevel=3,
+        )
+    return dataset
 
 
 def _check_spaces(observation_space: spaces.Space, action_space: spaces.Space, dataset_id: str) -> None:
@@ -51,21 +96,21 @@ def _check_spaces(observation_space: spaces.Space, action_space: spaces.Space, d
         )
 
 
-def _split(observations: Any, n_steps: int) -> tuple[Observations, Observations]:
-    """Split an episode's ``T + 1`` observations into ``obs[:T]`` and ``obs[1:]``, per key for dicts."""
-    if isinstance(observations, dict):
-        pairs = {key: _split(value, n_steps) for key, value in observations.items()}
-        return {key: pair[0] for key, pair in pairs.items()}, {key: pair[1] for key, pair in pairs.items()}
+def _checked_length(observations: np.ndarray, n_steps: int) -> np.ndarray:
     observations = np.asarray(observations)
     if len(observations) != n_steps + 1:
         raise ValueError(f"An episode with {n_steps} steps has {len(observations)} observations instead of {n_steps + 1}")
-    return observations[:-1], observations[1:]
+    return observations
 
 
-def _concatenate(chunks: list[Observations]) -> Observations:
-    if isinstance(chunks[0], dict):
-        return {key: np.concatenate([chunk[key] for chunk in chunks]) for key in chunks[0]}  # type: ignore[index]
-    return np.concatenate(chunks)  # type: ignore[arg-type]
+def _split(observations: Any, n_steps: int) -> tuple[Any, Any]:
+    """Split an episode's ``T + 1`` observations into ``obs[:T]`` and ``obs[1:]``, per key for Dict observations."""
+    checked = map_observations(functools.partial(_checked_length, n_steps=n_steps), observations)
+    return map_observations(lambda array: array[:-1], checked), map_observations(lambda array: array[1:], checked)
+
+
+def _concatenate(chunks: list[Any]) -> Any:
+    return map_observations(lambda *arrays: np.concatenate(arrays), *chunks)
 
 
 def load_minari(dataset_id_or_dataset: Any, download: bool = False) -> OfflineTransitions:
@@ -86,9 +131,8 @@ def load_minari(dataset_id_or_dataset: Any, download: bool = False) -> OfflineTr
         (the message gives the ``minari download`` command)
     :raises ImportError: Minari is not installed
     """
-    minari = import_offline_dependency("minari")
     if isinstance(dataset_id_or_dataset, str):
-        dataset = _load_dataset(minari, dataset_id_or_dataset, download)
+        dataset = load_minari_dataset(dataset_id_or_dataset, download)
     else:
         dataset = dataset_id_or_dataset
     _check_spaces(dataset.observation_space, dataset.action_space, dataset.id)

@@ -19,6 +19,23 @@ def _demo_names(data: Any, where: str) -> list[str]:
     return sorted(names, key=lambda name: int(name.split("_")[1]))
 
 
+def _filtered_demo_names(file: Any, filter_key: str, where: str) -> list[str]:
+    """
+    The demos robomimic's ``mask/<filter_key>`` lists (e.g. ``"train"``, ``"valid"``, ``"20_percent"``),
+    the way robomimic users select a subset of a file, in numerical order.
+    """
+    available = sorted(file["mask"].keys()) if "mask" in file else []
+    if filter_key not in available:
+        found = ", ".join(available) if available else "none (the file has no 'mask' group)"
+        raise ValueError(f"{where} has no filter key {filter_key!r} (mask/{filter_key}); its filter keys: {found}")
+    listed = np.asarray(file["mask"][filter_key][()]).ravel()
+    names = [name.decode() if isinstance(name, bytes) else str(name) for name in listed]
+    missing = [name for name in names if name not in file["data"]]
+    if missing:
+        raise ValueError(f"{where}: mask/{filter_key} lists demos that 'data' does not hold: {missing}")
+    return sorted(names, key=lambda name: int(name.split("_")[1]))
+
+
 def _default_obs_keys(demo: Any, where: str) -> list[str]:
     """Every low-dimensional key of a demo's observations, sorted; image keys (several dims per step) are left out."""
     if "obs" not in demo:
@@ -62,7 +79,9 @@ def _demo_transitions(demo: Any, obs_keys: Sequence[str], where: str) -> dict[st
     }
 
 
-def load_robomimic_hdf5(path: str | os.PathLike, obs_keys: Sequence[str] | None = None) -> OfflineTransitions:
+def load_robomimic_hdf5(
+    path: str | os.PathLike, obs_keys: Sequence[str] | None = None, filter_key: str | None = None
+) -> OfflineTransitions:
     """
     Load a robomimic or MimicGen low-dimensional HDF5 file (``data/demo_<i>/{obs,next_obs}/<key>``,
     ``actions``, ``rewards``, ``dones``); demos are read in numerical order.
@@ -79,16 +98,18 @@ def load_robomimic_hdf5(path: str | os.PathLike, obs_keys: Sequence[str] | None 
     :param path: the ``.hdf5`` file
     :param obs_keys: observation keys, in the order they are concatenated. Default: every key of the first
         demo's ``obs`` with one dimension per step (image keys are left out), in sorted order.
+    :param filter_key: read only the demos listed under ``mask/<filter_key>`` (robomimic's way to
+        select e.g. the ``"train"`` split); default: every demo
     :return: the transitions (Box observations)
     :raises FileNotFoundError: the file does not exist
-    :raises ValueError: the file is not HDF5, has no demos, lacks a key, or a demo's arrays have
-        inconsistent lengths
+    :raises ValueError: the file is not HDF5, has no demos, lacks a key or the filter key (the message
+        lists the file's filter keys), or a demo's arrays have inconsistent lengths
     """
     where = f"robomimic file {os.fspath(path)!r}"
     with open_hdf5(path) as file:
         if "data" not in file:
             raise ValueError(f"{where} has no 'data' group (found: {sorted(file.keys())})")
-        names = _demo_names(file["data"], where)
+        names = _demo_names(file["data"], where) if filter_key is None else _filtered_demo_names(file, filter_key, where)
         if obs_keys is None:
             obs_keys = _default_obs_keys(file["data"][names[0]], f"{where}: data/{names[0]}")
         demos = [_demo_transitions(file["data"][name], list(obs_keys), f"{where}: data/{name}") for name in names]

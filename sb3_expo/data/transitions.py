@@ -1,8 +1,9 @@
 """One in-memory set of offline transitions, the checks it must pass before training, and reward transforms."""
 
 import dataclasses
+from collections.abc import Callable
 from types import ModuleType
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 from gymnasium import spaces
@@ -22,16 +23,26 @@ def import_offline_dependency(name: str) -> ModuleType:
     return import_optional(name, "offline")
 
 
-def _as_float32(observations: Observations) -> Observations:
-    if isinstance(observations, dict):
-        return {key: np.asarray(value, dtype=np.float32) for key, value in observations.items()}
-    return np.asarray(observations, dtype=np.float32)
+def map_observations(function: Callable[..., Any], *observations: Any) -> Any:
+    """
+    ``function`` applied to Box observations, or key by key to Dict observations, so that code handling
+    observations is written once for both layouts (SB3 keeps a Dict space's observations as one array
+    per key, and so do the loaders and buffers here).
+
+    :param function: takes one array per argument in ``observations`` and returns one value
+    :param observations: arrays, or dicts of arrays having (at least) the keys of the first
+    :return: ``function(*observations)``, or a dict of its value per key
+    """
+    if isinstance(observations[0], dict):
+        return {key: function(*(obs[key] for obs in observations)) for key in observations[0]}
+    return function(*observations)
 
 
-def _leading_lengths(field: str, value: Observations) -> dict[str, int]:
+def _named_arrays(field: str, value: Observations) -> dict[str, np.ndarray]:
+    """One observation field's arrays by a readable name: ``observations``, or ``observations['key']`` per key."""
     if isinstance(value, dict):
-        return {f"{field}[{key!r}]": len(array) for key, array in value.items()}
-    return {field: len(value)}
+        return {f"{field}[{key!r}]": array for key, array in value.items()}
+    return {field: value}
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -58,7 +69,8 @@ class OfflineTransitions:
 
     def __post_init__(self) -> None:
         for field in ("observations", "next_observations"):
-            object.__setattr__(self, field, _as_float32(getattr(self, field)))
+            float32 = map_observations(lambda array: np.asarray(array, dtype=np.float32), getattr(self, field))
+            object.__setattr__(self, field, float32)
         for field in ("actions", "rewards", "terminals"):
             object.__setattr__(self, field, np.asarray(getattr(self, field), dtype=np.float32))
         self._check_layout()
@@ -76,13 +88,7 @@ class OfflineTransitions:
                 f"actions must be (n, d), rewards and terminals (n,); got shapes {self.actions.shape}, "
                 f"{self.rewards.shape} and {self.terminals.shape}"
             )
-        lengths = {
-            **_leading_lengths("observations", self.observations),
-            **_leading_lengths("next_observations", self.next_observations),
-            "actions": len(self.actions),
-            "rewards": len(self.rewards),
-            "terminals": len(self.terminals),
-        }
+        lengths = {name: len(array) for name, array in _fields(self).items()}
         if len(set(lengths.values())) > 1:
             raise ValueError(f"Offline transitions have inconsistent lengths: {lengths}")
 
@@ -92,15 +98,13 @@ class OfflineTransitions:
 
 def _fields(transitions: OfflineTransitions) -> dict[str, np.ndarray]:
     """Every array of the transitions by a readable name (dict observations as ``observations['key']``)."""
-    arrays: dict[str, np.ndarray] = {}
-    for field in ("observations", "next_observations"):
-        value = getattr(transitions, field)
-        if isinstance(value, dict):
-            arrays.update({f"{field}[{key!r}]": array for key, array in value.items()})
-        else:
-            arrays[field] = value
-    arrays.update(actions=transitions.actions, rewards=transitions.rewards, terminals=transitions.terminals)
-    return arrays
+    return {
+        **_named_arrays("observations", transitions.observations),
+        **_named_arrays("next_observations", transitions.next_observations),
+        "actions": transitions.actions,
+        "rewards": transitions.rewards,
+        "terminals": transitions.terminals,
+    }
 
 
 def _check_observations(field: str, value: Observations, observation_space: spaces.Space) -> None:
