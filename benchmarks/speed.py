@@ -10,9 +10,9 @@ For a named configuration it prints (markdown tables):
   updates, env stepping, acting), peak memory;
 - optimisations: each one against the plain way of doing the same work, as a speed-up ratio measured
   in this run (candidates for all TD targets in one pass, only the subsets' critics in the TD target,
-  the vectorised critic ensemble, the hoisted time embedding, the input layer's fixed terms computed once
-  per sampler call, one replay draw per call, no host sync per critic step, oneDNN for no-grad CPU layers,
-  ``torch.compile``, bf16).
+  the vectorised critic ensemble, the fast sampler against the plain DDPM loop (``diffusion.ddpm_sample``),
+  the hoisted time embedding, the input layer's fixed terms computed once per sampler call, one replay
+  draw per call, no host sync per critic step, oneDNN for no-grad CPU layers, ``torch.compile``, bf16).
 
     python benchmarks/speed.py --config tiny                 # CPU, one thread: about a minute
     python benchmarks/speed.py --config paper --repeats 3    # CPU: several minutes (seconds per update)
@@ -38,11 +38,9 @@ from stable_baselines3 import SAC
 from stable_baselines3.common.logger import configure
 from stable_baselines3.common.utils import polyak_update
 from torch import nn
-from torch.nn import functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from sb3_expo import EXPO, diffusion
-from sb3_expo import linear as linear_module
+from sb3_expo import EXPO, backend, diffusion
 from sb3_expo.critics import CriticEnsemble, random_subsets
 
 CONFIGS: dict[str, dict[str, Any]] = {
@@ -172,17 +170,6 @@ def cost_model_flops(config: dict) -> float:
 # ------------------------------------------------------------------------------------------ measurements
 
 
-@contextlib.contextmanager
-def plain_linear() -> Iterator[None]:
-    """Inside the block every layer uses F.linear / batched matmul, not sb3_expo.linear's oneDNN path."""
-    available = linear_module.ONEDNN_AVAILABLE
-    linear_module.ONEDNN_AVAILABLE = False
-    try:
-        yield
-    finally:
-        linear_module.ONEDNN_AVAILABLE = available
-
-
 def measure_learner(config: dict, device: str, repeats: int) -> dict[str, float]:
     expo, sac = make_expo(config, device), make_sac(config, device)
     fill(expo, 10_000)
@@ -194,7 +181,8 @@ def measure_learner(config: dict, device: str, repeats: int) -> dict[str, float]
         repeats,
         dev,
     )
-    with FlopCounterMode(display=False) as counter, plain_linear():  # the counter does not know oneDNN's op
+    # The counter does not know oneDNN's op: count with F.linear / batched matmul everywhere.
+    with FlopCounterMode(display=False) as counter, backend.configured(onednn=False):
         expo.train(config["utd"], config["batch_size"])
     # The sampler alone on one env step's TD-target rows (UTD x batch x N): compare benchmarks/jax_sampler.py.
     rows = th.randn(config["utd"] * config["batch_size"] * config["n"], OBS_DIM, device=dev)
@@ -291,19 +279,6 @@ class LoopCritics(nn.Module):
         return th.stack([member(x).squeeze(-1) for member in self.members])
 
 
-def denoise_with_tensor_schedule(policy: diffusion.DiffusionPolicy, obs: th.Tensor, noise: th.Tensor) -> th.Tensor:
-    """The plain sampler loop: the schedule's constants computed from its tensors at every step."""
-    x = noise[0]
-    time_embeddings = policy.denoiser.embed_time(th.arange(policy.n_steps, device=obs.device))
-    for k in reversed(range(policy.n_steps)):
-        eps = policy.denoiser(obs, x, time_embeddings[k : k + 1])
-        x = (x - (1 - policy.alphas[k]) / (1 - policy.alpha_bars[k]).sqrt() * eps) / policy.alphas[k].sqrt()
-        if k > 0:
-            x = x + policy.betas[k].sqrt() * noise[policy.n_steps - k]
-        x = x.clamp(-1.0, 1.0)
-    return x
-
-
 def denoise_with_full_input_layer(policy: diffusion.DiffusionPolicy, obs: th.Tensor, noise: th.Tensor) -> th.Tensor:
     """The sampler with the whole input layer, ``W·[x; s; emb(k)] + b``, at every step."""
     x = noise[0]
@@ -343,23 +318,22 @@ def measure_optimisations(config: dict, device: str, repeats: int, compile_mode:
     if dev.type == "cpu":
 
         def one_pass() -> None:
-            chunk_rows, diffusion.CPU_CHUNK_ROWS = diffusion.CPU_CHUNK_ROWS, 1 << 30
-            candidates_at_once()
-            diffusion.CPU_CHUNK_ROWS = chunk_rows
+            with backend.configured(cpu_chunk_rows=1 << 30):
+                candidates_at_once()
 
-        compare(f"CPU: sampler in chunks of {diffusion.CPU_CHUNK_ROWS} rows (vs one pass)", one_pass, candidates_at_once)
+        compare(f"CPU: sampler in chunks of {backend.CPU_CHUNK_ROWS} rows (vs one pass)", one_pass, candidates_at_once)
 
     base, base_rows = model.base, next_obs[:batch].repeat_interleave(config["n"], dim=0)
     noise = th.randn(config["t"], base_rows.shape[0], ACTION_DIM, device=dev)
     compare(
-        "sampler: per-step constants as Python numbers (vs scalar tensor ops), one batch, no chunks",
-        no_grad(lambda: denoise_with_tensor_schedule(base, base_rows, noise)),
-        no_grad(lambda: base._denoise_eager(base_rows, noise)),
+        "sampler: the fast one (vs the plain DDPM loop, diffusion.ddpm_sample), one batch, no chunks",
+        no_grad(lambda: base.denoise_plain(base_rows, noise)),
+        no_grad(lambda: base.denoise_eager(base_rows, noise)),
     )
     compare(
         "sampler: the input layer's observation and time terms once per call (vs every step), one batch",
         no_grad(lambda: denoise_with_full_input_layer(base, base_rows, noise)),
-        no_grad(lambda: base._denoise_eager(base_rows, noise)),
+        no_grad(lambda: base.denoise_eager(base_rows, noise)),
     )
     denoiser, noisy = base.denoiser, th.randn(base_rows.shape[0], ACTION_DIM, device=dev)
     steps = th.arange(config["t"], device=dev)
@@ -430,24 +404,17 @@ def measure_optimisations(config: dict, device: str, repeats: int, compile_mode:
     fill(unfused, 10_000)
     compare("optimisers: fused Adam / AdamW (vs one loop per tensor) in train()", lambda: unfused.train(utd, batch), train)
 
-    if dev.type == "cpu" and linear_module.ONEDNN_AVAILABLE:
+    if dev.type == "cpu" and backend.ONEDNN_AVAILABLE:
 
         def train_plain_linear() -> None:
-            with plain_linear():
+            with backend.configured(onednn=False):
                 train()
 
         compare("CPU: no-grad layers through oneDNN (vs F.linear / batched matmul) in train()", train_plain_linear, train)
 
-        onednn_linear = linear_module._onednn_linear
-
-        def unfused_silu(x: th.Tensor, weight: th.Tensor, bias: th.Tensor | None, silu: bool = False) -> th.Tensor:
-            out = onednn_linear(x, weight, bias)
-            return F.silu(out) if silu else out
-
         def sampler_unfused_silu() -> None:
-            linear_module._onednn_linear = unfused_silu
-            candidates_at_once()
-            linear_module._onednn_linear = onednn_linear
+            with backend.configured(fuse_silu=False):
+                candidates_at_once()
 
         compare(
             "CPU: SiLU fused into oneDNN's matmul (vs a separate SiLU), TD-target candidates",

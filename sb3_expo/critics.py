@@ -13,7 +13,7 @@ import torch as th
 from torch import nn
 from torch.nn import functional as F
 
-from sb3_expo.linear import ensemble_linear
+from sb3_expo.backend import ensemble_linear
 
 
 class EnsembleLinear(nn.Module):

@@ -3,28 +3,92 @@
 EXPO never back-propagates a Q-value through this model. It is trained by imitation only (the DDPM
 ε-prediction loss on buffer or dataset actions) and is used as a sampler of candidate actions.
 
-Pieces, in the order the paper describes them:
+The module reads top to bottom as the paper describes the model:
 
-- :func:`vp_beta_schedule`: the variance-preserving noise schedule.
-- :class:`FourierFeatures`: learnable Fourier features of the (unnormalised) time index.
-- :class:`Denoiser`: the MLP-ResNet ε_θ(s, x_t, k).
+- the plain DDPM: :func:`vp_beta_schedule` (the variance-preserving noise schedule), :func:`ddpm_loss`
+  (the training loss) and :func:`ddpm_sample` (the sampler loop, written as ALGORITHM.md states it: the
+  reference every faster sampler is tested against);
+- the denoiser ε_θ(s, x_t, k): :class:`FourierFeatures` of the time index and the MLP-ResNet
+  :class:`Denoiser`, in plain PyTorch layers;
 - :class:`DiffusionPolicy`: schedule + denoiser, with :meth:`~DiffusionPolicy.loss` and
-  :meth:`~DiffusionPolicy.sample`.
+  :meth:`~DiffusionPolicy.sample`;
+- last, the fast sampler :func:`fast_ddpm_sample`: the same numbers as :func:`ddpm_sample` (up to
+  floating-point summation order) with fewer operations per step. How it runs (oneDNN layers, CPU row
+  chunks, ``torch.compile``) lives in :mod:`sb3_expo.backend`.
 """
 
 import math
-from collections.abc import Callable
 from typing import Any
 
 import torch as th
 from torch import nn
+from torch.nn import functional as F
 
-from sb3_expo.linear import Linear, linear
+from sb3_expo.backend import SamplerBinding, linear
 
-# On a CPU the sampler denoises at most this many rows at a time: the (rows, 4·width) intermediates of
-# the residual blocks then stay in cache. At the paper's size (40,960 rows per train() call) this runs
-# the TD-target sampling about 1.6x faster than one pass (benchmarks/README.md); GPUs take one pass.
-CPU_CHUNK_ROWS = 1024
+# ------------------------------------------------------------------------- the plain DDPM (ALGORITHM.md §2)
+
+
+def vp_beta_schedule(n_steps: int) -> th.Tensor:
+    """
+    Variance-preserving β schedule of the reference code (a discretised VP-SDE with
+    β_min = 0.1 and β_max = 10):
+
+    β_t = 1 - exp(-β_min / T - (β_max - β_min) · (2t - 1) / (2 T²)),   t = 1..T
+
+    :param n_steps: number of diffusion steps T
+    :return: β_1..β_T as a float32 tensor of shape ``(T,)``
+    """
+    t = th.arange(1, n_steps + 1, dtype=th.float64)
+    beta_min, beta_max = 0.1, 10.0
+    alpha = th.exp(-beta_min / n_steps - 0.5 * (beta_max - beta_min) * (2 * t - 1) / n_steps**2)
+    return (1.0 - alpha).float()
+
+
+def ddpm_loss(denoiser: nn.Module, alpha_bars: th.Tensor, obs: th.Tensor, actions: th.Tensor) -> th.Tensor:
+    """
+    DDPM loss: noise the actions to a uniformly drawn step k and regress the noise,
+    ``E ||ε - ε_θ(s, √ᾱ_k a + √(1-ᾱ_k) ε, k)||²`` (summed over action dimensions, averaged over the batch).
+
+    :param denoiser: ε_θ(obs, noisy_action, k)
+    :param alpha_bars: ᾱ_0..ᾱ_{T-1} ``(T,)``
+    :param obs: observation features ``(B, obs_dim)``
+    :param actions: actions in [-1, 1] ``(B, action_dim)``
+    """
+    t = th.randint(0, alpha_bars.shape[0], (actions.shape[0],), device=actions.device)
+    noise = th.randn_like(actions)
+    alpha_bar = alpha_bars[t].unsqueeze(-1)
+    noisy_actions = alpha_bar.sqrt() * actions + (1 - alpha_bar).sqrt() * noise
+    return ((denoiser(obs, noisy_actions, t) - noise) ** 2).sum(dim=-1).mean()
+
+
+def ddpm_sample(denoiser: nn.Module, betas: th.Tensor, obs: th.Tensor, noise: th.Tensor) -> th.Tensor:
+    """
+    The reference's DDPM sampler, as plain as it gets: x ~ N(0, I), then for k = T-1..0,
+    ``x ← (x - (1-α_k)/√(1-ᾱ_k) · ε_θ(s, x, k)) / √α_k``, plus ``√β_k · z`` when k > 0, clipped to [-1, 1]
+    after every step. The fast sampler (:func:`fast_ddpm_sample`) is tested against this loop.
+
+    :param denoiser: ε_θ(obs, noisy_action, k)
+    :param betas: β_0..β_{T-1} ``(T,)``
+    :param obs: observation features ``(B, obs_dim)``
+    :param noise: all the sampler's Gaussian draws ``(T, B, action_dim)``: ``noise[0]`` is x_T,
+        ``noise[T - k]`` the ``z`` added at step k
+    :return: actions ``(B, action_dim)`` in [-1, 1]
+    """
+    n_steps = betas.shape[0]
+    alphas = 1 - betas
+    alpha_bars = th.cumprod(alphas, dim=0)
+    x = noise[0]
+    for k in reversed(range(n_steps)):
+        eps = denoiser(obs, x, th.full((obs.shape[0],), k, device=obs.device))
+        x = (x - (1 - alphas[k]) / (1 - alpha_bars[k]).sqrt() * eps) / alphas[k].sqrt()
+        if k > 0:
+            x = x + betas[k].sqrt() * noise[n_steps - k]
+        x = x.clamp(-1.0, 1.0)
+    return x
+
+
+# ------------------------------------------------------------------------------------------ the denoiser
 
 
 def xavier_uniform_(layer: nn.Linear) -> nn.Linear:
@@ -44,22 +108,6 @@ def lecun_normal_(layer: nn.Linear) -> nn.Linear:
     nn.init.trunc_normal_(layer.weight, std=std, a=-2 * std, b=2 * std)
     nn.init.zeros_(layer.bias)
     return layer
-
-
-def vp_beta_schedule(n_steps: int) -> th.Tensor:
-    """
-    Variance-preserving β schedule of the reference code (a discretised VP-SDE with
-    β_min = 0.1 and β_max = 10):
-
-    β_t = 1 - exp(-β_min / T - (β_max - β_min) · (2t - 1) / (2 T²)),   t = 1..T
-
-    :param n_steps: number of diffusion steps T
-    :return: β_1..β_T as a float32 tensor of shape ``(T,)``
-    """
-    t = th.arange(1, n_steps + 1, dtype=th.float64)
-    beta_min, beta_max = 0.1, 10.0
-    alpha = th.exp(-beta_min / n_steps - 0.5 * (beta_max - beta_min) * (2 * t - 1) / n_steps**2)
-    return (1.0 - alpha).float()
 
 
 class FourierFeatures(nn.Module):
@@ -84,15 +132,19 @@ class ResidualBlock(nn.Module):
 
     def __init__(self, width: int, dropout: float = 0.0, expansion: int = 4):
         super().__init__()
-        self.net = nn.Sequential(
-            nn.Dropout(dropout),
-            nn.LayerNorm(width, eps=1e-6),
-            lecun_normal_(Linear(width, expansion * width, silu=True)),
-            lecun_normal_(Linear(expansion * width, width)),
+        # [dropout, norm, expand, contract]: a list (the SiLU sits between the two layers, see forward).
+        self.net = nn.ModuleList(
+            [
+                nn.Dropout(dropout),
+                nn.LayerNorm(width, eps=1e-6),
+                lecun_normal_(nn.Linear(width, expansion * width)),
+                lecun_normal_(nn.Linear(expansion * width, width)),
+            ]
         )
 
     def forward(self, h: th.Tensor) -> th.Tensor:
-        return h + self.net(h)
+        dropout, norm, expand, contract = self.net
+        return h + contract(F.silu(expand(norm(dropout(h)))))
 
 
 class Denoiser(nn.Module):
@@ -124,13 +176,13 @@ class Denoiser(nn.Module):
         self.action_dim = action_dim
         self.time_embedding = nn.Sequential(
             FourierFeatures(n_frequencies),
-            xavier_uniform_(Linear(2 * n_frequencies, width)),
+            xavier_uniform_(nn.Linear(2 * n_frequencies, width)),
             nn.SiLU(),
-            xavier_uniform_(Linear(width, width)),
+            xavier_uniform_(nn.Linear(width, width)),
         )
-        self.input_layer = xavier_uniform_(Linear(action_dim + obs_dim + width, width))
+        self.input_layer = xavier_uniform_(nn.Linear(action_dim + obs_dim + width, width))
         self.blocks = nn.Sequential(*[ResidualBlock(width, dropout) for _ in range(n_blocks)])
-        self.output_layer = nn.Sequential(nn.SiLU(), xavier_uniform_(Linear(width, action_dim)))
+        self.output_layer = nn.Sequential(nn.SiLU(), xavier_uniform_(nn.Linear(width, action_dim)))
 
     def forward(self, obs: th.Tensor, noisy_action: th.Tensor, t: th.Tensor) -> th.Tensor:
         """
@@ -147,38 +199,8 @@ class Denoiser(nn.Module):
     def embed_time(self, t: th.Tensor) -> th.Tensor:
         return self.time_embedding(t)
 
-    def fixed_input_terms(self, obs: th.Tensor, t: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
-        """
-        The terms of the input layer that stay fixed while one batch is denoised.
 
-        The input layer computes ``W·[x; s; emb(k)] + b = W_x·x + (W_s·s + b) + W_t·emb(k)``, splitting
-        ``W`` by columns. While sampling, ``s`` is fixed for a row and ``emb(k)`` for a step, so only
-        ``W_x·x`` (``action_dim`` columns of ``action_dim + obs_dim + width``) changes from step to step;
-        :meth:`step` adds the two other terms, computed here once.
-
-        :param obs: observation features ``(B, obs_dim)``
-        :param t: integer time indices ``(T,)``
-        :return: ``W_s·s + b`` ``(B, width)`` and ``W_t·emb(k)`` for each k ``(T, width)``
-        """
-        obs_start, time_start = self.action_dim, self.action_dim + obs.shape[-1]
-        weight, bias = self.input_layer.weight, self.input_layer.bias
-        # Column slices are strided; oneDNN's kernels need contiguous weights.
-        obs_term = linear(obs, weight[:, obs_start:time_start].contiguous(), bias)
-        time_terms = linear(self.embed_time(t), weight[:, time_start:].contiguous())
-        return obs_term, time_terms
-
-    def step(self, noisy_action: th.Tensor, obs_term: th.Tensor, time_term: th.Tensor) -> th.Tensor:
-        """
-        ``forward`` from the input layer's fixed terms (:meth:`fixed_input_terms`): the same ε, with a
-        ``(B, action_dim)`` matmul where ``forward`` has a ``(B, action_dim + obs_dim + width)`` one.
-
-        :param noisy_action: x_k ``(B, action_dim)``
-        :param obs_term: ``W_s·s + b`` ``(B, width)``
-        :param time_term: ``W_t·emb(k)`` ``(width,)``
-        """
-        action_weight = self.input_layer.weight[:, : self.action_dim]
-        h = th.addmm(obs_term + time_term, noisy_action, action_weight.t())
-        return self.output_layer(self.blocks(h))
+# ------------------------------------------------------------------------------------------- the policy
 
 
 class DiffusionPolicy(nn.Module):
@@ -194,13 +216,7 @@ class DiffusionPolicy(nn.Module):
     """
 
     def __init__(
-        self,
-        obs_dim: int,
-        action_dim: int,
-        n_steps: int = 10,
-        width: int = 256,
-        n_blocks: int = 3,
-        dropout: float = 0.0,
+        self, obs_dim: int, action_dim: int, n_steps: int = 10, width: int = 256, n_blocks: int = 3, dropout: float = 0.0
     ):
         super().__init__()
         self.action_dim = action_dim
@@ -212,35 +228,25 @@ class DiffusionPolicy(nn.Module):
         self.register_buffer("betas", betas)
         self.register_buffer("alphas", alphas)
         self.register_buffer("alpha_bars", th.cumprod(alphas, dim=0))
-        # The sampler's constants per step k = T-1..0, as Python numbers: each step is then a few fused
-        # tensor ops instead of a dozen scalar ones (the tiny configurations are bound by op overhead).
-        self.sampler_schedule = [
-            (k, float((1 - alphas[k]) / (1 - self.alpha_bars[k]).sqrt()), float(alphas[k].rsqrt()), float(betas[k].sqrt()))
-            for k in reversed(range(n_steps))
-        ]
-        # Speed options, set by ExpoPolicy: bf16 autocast of the denoiser while sampling, a compiled sampler.
+        # Speed options, set by ExpoPolicy: bf16 autocast of the denoiser while sampling; a compiled sampler
+        # (compile_sampler). The fast sampler's constants: see sampler_constants.
         self.mixed_precision = False
-        self._compiled_denoise: Callable[[th.Tensor, th.Tensor], th.Tensor] | None = None
+        self.sampler_schedule = sampler_constants(betas)
+        self.sampler = SamplerBinding(self.denoise_eager)
 
     def loss(self, obs: th.Tensor, actions: th.Tensor) -> th.Tensor:
         """
-        DDPM loss: noise the actions to a uniformly drawn step k and regress the noise,
-        ``E ||ε - ε_θ(s, √ᾱ_k a + √(1-ᾱ_k) ε, k)||²`` (summed over action dimensions, averaged over the batch).
+        The DDPM loss (:func:`ddpm_loss`) of this policy's denoiser.
 
         :param obs: observation features ``(B, obs_dim)``
         :param actions: actions in [-1, 1] ``(B, action_dim)``
         """
-        t = th.randint(0, self.n_steps, (actions.shape[0],), device=actions.device)
-        noise = th.randn_like(actions)
-        alpha_bar = self.alpha_bars[t].unsqueeze(-1)
-        noisy_actions = alpha_bar.sqrt() * actions + (1 - alpha_bar).sqrt() * noise
-        return ((self.denoiser(obs, noisy_actions, t) - noise) ** 2).sum(dim=-1).mean()
+        return ddpm_loss(self.denoiser, self.alpha_bars, obs, actions)
 
     def sample(self, obs: th.Tensor, noise: th.Tensor | None = None) -> th.Tensor:
         """
-        Draw one action per row of ``obs`` with the reference's DDPM sampler: for k = T-1..0,
-        ``x ← (x - (1-α_k)/√(1-ᾱ_k) · ε_θ) / √α_k``, plus ``√β_k · z`` when k > 0, clipped to [-1, 1]
-        after every step. Repeat rows of ``obs`` to draw several actions per state.
+        Draw one action per row of ``obs`` with the reference's DDPM sampler: the numbers of :func:`ddpm_sample`,
+        computed by the fast sampler (:meth:`denoise`). Repeat rows of ``obs`` to draw several actions per state.
 
         :param obs: observation features ``(B, obs_dim)``
         :param noise: all the sampler's Gaussian draws ``(T, B, action_dim)``, see :meth:`denoise`; drawn
@@ -255,39 +261,120 @@ class DiffusionPolicy(nn.Module):
         """
         The sampler as a deterministic function of its noise: ``noise[0]`` is x_T, ``noise[T - k]`` the
         ``z`` added at step k. Keeping the random draws outside makes this the part that can be compiled
-        (:meth:`compile_sampler`) and lets the compiled and eager paths be compared on identical inputs.
-        On a CPU, large batches are denoised in chunks of :data:`CPU_CHUNK_ROWS` rows.
+        (:meth:`compile_sampler`) and lets fast and plain paths be compared on identical inputs. Runs
+        :meth:`denoise_eager` (or its compiled version), on a CPU in row chunks (:mod:`sb3_expo.backend`).
 
         :param obs: observation features ``(B, obs_dim)``
         :param noise: ``(T, B, action_dim)`` standard Gaussian draws
         :return: actions ``(B, action_dim)`` in [-1, 1]
         """
-        denoise = self._compiled_denoise if self._compiled_denoise is not None else self._denoise_eager
-        chunk = CPU_CHUNK_ROWS if obs.device.type == "cpu" else obs.shape[0]
-        if obs.shape[0] <= chunk:
-            return denoise(obs, noise)
-        # Rows are independent: chunks give the same actions, with intermediates that fit in the CPU's cache.
-        return th.cat([denoise(obs[i : i + chunk], noise[:, i : i + chunk]) for i in range(0, obs.shape[0], chunk)])
+        return self.sampler(obs, noise)
 
-    def _denoise_eager(self, obs: th.Tensor, noise: th.Tensor) -> th.Tensor:
-        x = noise[0]
-        # The input layer's observation and time terms, once per call instead of once per step.
-        obs_term, time_terms = self.denoiser.fixed_input_terms(obs, th.arange(self.n_steps, device=obs.device))
-        for k, eps_scale, inv_sqrt_alpha, noise_scale in self.sampler_schedule:
-            with th.autocast(obs.device.type, dtype=th.bfloat16, enabled=self.mixed_precision):
-                eps = self.denoiser.step(x, obs_term, time_terms[k])
-            # x <- (x - (1-α_k)/√(1-ᾱ_k) · ε) / √α_k  (+ √β_k · z when k > 0), then clip.
-            x = x.sub(eps.float(), alpha=eps_scale).mul_(inv_sqrt_alpha)
-            if k > 0:
-                x = x.add_(noise[self.n_steps - k], alpha=noise_scale)
-            x = x.clamp_(-1.0, 1.0)
-        return x
+    def denoise_eager(self, obs: th.Tensor, noise: th.Tensor) -> th.Tensor:
+        """:func:`fast_ddpm_sample` with this policy's denoiser and schedule, eager, in one pass."""
+        return fast_ddpm_sample(self.denoiser, self.sampler_schedule, obs, noise, self.mixed_precision)
+
+    def denoise_plain(self, obs: th.Tensor, noise: th.Tensor) -> th.Tensor:
+        """:func:`ddpm_sample` with this policy's denoiser and schedule: the reference for :meth:`denoise`."""
+        return ddpm_sample(self.denoiser, self.betas, obs, noise)
 
     def compile_sampler(self, **compile_kwargs: Any) -> None:
         """
-        Run :meth:`denoise` through ``torch.compile`` from now on: the whole T-step loop becomes one
-        graph, with the same numbers as eager up to floating-point reassociation.
+        Run :meth:`denoise` through ``torch.compile`` from now on (:meth:`sb3_expo.backend.SamplerBinding.compile`).
 
         :param compile_kwargs: arguments of ``torch.compile`` (``mode``, ``dynamic``, ``backend``, ...)
         """
-        self._compiled_denoise = th.compile(self._denoise_eager, **compile_kwargs)
+        self.sampler.compile(**compile_kwargs)
+
+
+# ------------------------------------------------------------------------------------ the fast sampler
+# The numbers of ddpm_sample, with fewer operations per step: the tiny configurations are bound by op
+# overhead, the paper-size ones by the residual blocks' matmuls (sent to oneDNN by backend.linear).
+
+SamplerConstants = list[tuple[int, float, float, float]]
+
+
+def sampler_constants(betas: th.Tensor) -> SamplerConstants:
+    """
+    The sampler's constants per step k = T-1..0 as Python numbers, ``(k, (1-α_k)/√(1-ᾱ_k), 1/√α_k, √β_k)``:
+    each step is then a few fused tensor ops instead of a dozen scalar ones.
+
+    :param betas: β_0..β_{T-1} ``(T,)``
+    """
+    alphas = 1 - betas
+    alpha_bars = th.cumprod(alphas, dim=0)
+    return [
+        (k, float((1 - alphas[k]) / (1 - alpha_bars[k]).sqrt()), float(alphas[k].rsqrt()), float(betas[k].sqrt()))
+        for k in reversed(range(betas.shape[0]))
+    ]
+
+
+def fixed_input_terms(denoiser: Denoiser, obs: th.Tensor, t: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
+    """
+    The terms of the denoiser's input layer that stay fixed while one batch is denoised.
+
+    The input layer computes ``W·[x; s; emb(k)] + b = W_x·x + (W_s·s + b) + W_t·emb(k)``, splitting
+    ``W`` by columns. While sampling, ``s`` is fixed for a row and ``emb(k)`` for a step, so only
+    ``W_x·x`` (``action_dim`` columns of ``action_dim + obs_dim + width``) changes from step to step;
+    :func:`denoise_step` adds the two other terms, computed here once.
+
+    :param denoiser: the denoiser
+    :param obs: observation features ``(B, obs_dim)``
+    :param t: integer time indices ``(T,)``
+    :return: ``W_s·s + b`` ``(B, width)`` and ``W_t·emb(k)`` for each k ``(T, width)``
+    """
+    obs_start, time_start = denoiser.action_dim, denoiser.action_dim + obs.shape[-1]
+    weight, bias = denoiser.input_layer.weight, denoiser.input_layer.bias
+    # Column slices are strided; oneDNN's kernels need contiguous weights.
+    obs_term = linear(obs, weight[:, obs_start:time_start].contiguous(), bias)
+    time_terms = linear(denoiser.embed_time(t), weight[:, time_start:].contiguous())
+    return obs_term, time_terms
+
+
+def denoise_step(denoiser: Denoiser, noisy_action: th.Tensor, obs_term: th.Tensor, time_term: th.Tensor) -> th.Tensor:
+    """
+    ``denoiser.forward`` from the input layer's fixed terms (:func:`fixed_input_terms`): the same ε, with a
+    ``(B, action_dim)`` matmul where ``forward`` has a ``(B, action_dim + obs_dim + width)`` one, and the
+    layers through :func:`sb3_expo.backend.linear` (oneDNN, SiLU fused, where that pays).
+
+    :param denoiser: the denoiser
+    :param noisy_action: x_k ``(B, action_dim)``
+    :param obs_term: ``W_s·s + b`` ``(B, width)``
+    :param time_term: ``W_t·emb(k)`` ``(width,)``
+    """
+    action_weight = denoiser.input_layer.weight[:, : denoiser.action_dim]
+    h = th.addmm(obs_term + time_term, noisy_action, action_weight.t())
+    for block in denoiser.blocks:
+        dropout, norm, expand, contract = block.net
+        hidden = linear(norm(dropout(h)), expand.weight, expand.bias, silu=True)
+        h = h + linear(hidden, contract.weight, contract.bias)
+    output = denoiser.output_layer[-1]
+    return linear(F.silu(h), output.weight, output.bias)
+
+
+def fast_ddpm_sample(
+    denoiser: Denoiser, constants: SamplerConstants, obs: th.Tensor, noise: th.Tensor, mixed_precision: bool = False
+) -> th.Tensor:
+    """
+    :func:`ddpm_sample`'s numbers, faster: the schedule as Python numbers (:func:`sampler_constants`), the
+    input layer's observation and time terms once per call (:func:`fixed_input_terms`), in-place updates.
+
+    :param denoiser: the denoiser
+    :param constants: :func:`sampler_constants` of the schedule
+    :param obs: observation features ``(B, obs_dim)``
+    :param noise: ``(T, B, action_dim)`` standard Gaussian draws, as in :func:`ddpm_sample`
+    :param mixed_precision: run the denoiser in bfloat16 autocast (the update of x stays float32)
+    :return: actions ``(B, action_dim)`` in [-1, 1]
+    """
+    n_steps = len(constants)
+    x = noise[0]
+    obs_term, time_terms = fixed_input_terms(denoiser, obs, th.arange(n_steps, device=obs.device))
+    for k, eps_scale, inv_sqrt_alpha, noise_scale in constants:
+        with th.autocast(obs.device.type, dtype=th.bfloat16, enabled=mixed_precision):
+            eps = denoise_step(denoiser, x, obs_term, time_terms[k])
+        # x <- (x - (1-α_k)/√(1-ᾱ_k) · ε) / √α_k  (+ √β_k · z when k > 0), then clip.
+        x = x.sub(eps.float(), alpha=eps_scale).mul_(inv_sqrt_alpha)
+        if k > 0:
+            x = x.add_(noise[n_steps - k], alpha=noise_scale)
+        x = x.clamp_(-1.0, 1.0)
+    return x

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch as th
 
-from sb3_expo.diffusion import DiffusionPolicy, vp_beta_schedule
+from sb3_expo.backend import configured
+from sb3_expo.diffusion import DiffusionPolicy, ddpm_sample, denoise_step, fixed_input_terms, vp_beta_schedule
 
 ALPHA_BARS_T10 = [0.9422, 0.8041, 0.6216, 0.4352, 0.2760, 0.1585, 0.0825, 0.0389, 0.0166, 0.0064]
 
@@ -51,10 +52,41 @@ def test_sampler_step_from_fixed_input_terms_equals_the_full_input_layer(rows):
     policy = DiffusionPolicy(obs_dim=29, action_dim=8, n_steps=10, width=256, n_blocks=1)
     obs, x = th.randn(rows, 29), th.randn(rows, 8)
     with th.no_grad():
-        obs_term, time_terms = policy.denoiser.fixed_input_terms(obs, th.arange(10))
+        obs_term, time_terms = fixed_input_terms(policy.denoiser, obs, th.arange(10))
         for k in (0, 9):
             full = policy.denoiser(obs, x, th.full((rows,), k))
-            th.testing.assert_close(policy.denoiser.step(x, obs_term, time_terms[k]), full, rtol=1e-4, atol=1e-5)
+            th.testing.assert_close(denoise_step(policy.denoiser, x, obs_term, time_terms[k]), full, rtol=1e-4, atol=1e-5)
+
+
+def test_plain_sampler_follows_the_reference_update():
+    """ddpm_sample is ALGORITHM.md §2's loop; checked here against the update written out for T=2."""
+    th.manual_seed(0)
+    policy = DiffusionPolicy(obs_dim=3, action_dim=2, n_steps=2, width=8, n_blocks=1)
+    obs, noise = th.randn(6, 3), 0.3 * th.randn(2, 6, 2)
+    betas, alphas, alpha_bars = policy.betas, policy.alphas, policy.alpha_bars
+    with th.no_grad():
+        x = noise[0]
+        eps = policy.denoiser(obs, x, th.full((6,), 1))
+        x = ((x - betas[1] / (1 - alpha_bars[1]).sqrt() * eps) / alphas[1].sqrt() + betas[1].sqrt() * noise[1]).clamp(-1, 1)
+        eps = policy.denoiser(obs, x, th.full((6,), 0))
+        x = ((x - betas[0] / (1 - alpha_bars[0]).sqrt() * eps) / alphas[0].sqrt()).clamp(-1, 1)
+        th.testing.assert_close(ddpm_sample(policy.denoiser, policy.betas, obs, noise), x)
+
+
+@pytest.mark.parametrize(
+    "rows, width, n_steps",
+    [(7, 16, 10), (300, 32, 3), (1024, 256, 10)],  # 1024 x 256: the residual blocks' layers go through oneDNN
+)
+def test_fast_sampler_gives_the_plain_samplers_actions(rows, width, n_steps):
+    th.manual_seed(0)
+    policy = DiffusionPolicy(obs_dim=29, action_dim=8, n_steps=n_steps, width=width, n_blocks=2).eval()
+    obs, noise = th.randn(rows, 29), th.randn(n_steps, rows, 8)
+    with th.no_grad():
+        plain = policy.denoise_plain(obs, noise)
+        th.testing.assert_close(plain, ddpm_sample(policy.denoiser, policy.betas, obs, noise))
+        th.testing.assert_close(policy.denoise(obs, noise), plain, rtol=1e-4, atol=1e-4)
+        with configured(cpu_chunk_rows=100, onednn=False, fuse_silu=False):
+            th.testing.assert_close(policy.denoise(obs, noise), plain, rtol=1e-4, atol=1e-4)
 
 
 def test_ddpm_fits_and_reproduces_a_bimodal_action_set():

@@ -1,15 +1,24 @@
-"""The oneDNN inference path of sb3_expo.linear gives F.linear's numbers, and is used only where it should be."""
+"""The oneDNN layers of sb3_expo.backend give F.linear's numbers, and are used only where they should be."""
+
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 import torch as th
 from torch.nn import functional as F
 
-from sb3_expo import linear as linear_module
+from sb3_expo.backend import ONEDNN_AVAILABLE, ONEDNN_MIN_MACS, configured, ensemble_linear, linear, use_onednn
 from sb3_expo.critics import CriticEnsemble
 from sb3_expo.diffusion import DiffusionPolicy
-from sb3_expo.linear import ONEDNN_MIN_MACS, ensemble_linear, linear, use_onednn
 
-needs_onednn = pytest.mark.skipif(not linear_module.ONEDNN_AVAILABLE, reason="oneDNN on x86 only")
+needs_onednn = pytest.mark.skipif(not ONEDNN_AVAILABLE, reason="oneDNN on x86 only")
+
+
+def onednn_calls(fn: Callable[[], Any]) -> tuple[Any, int]:
+    """``fn()`` and how many oneDNN matmuls it ran (counted by the torch profiler)."""
+    with th.profiler.profile(activities=[th.profiler.ProfilerActivity.CPU]) as profile:
+        result = fn()
+    return result, sum(event.name == "mkldnn::_linear_pointwise" for event in profile.events())
 
 
 def large_layer() -> tuple[th.Tensor, th.Tensor, th.Tensor]:
@@ -48,6 +57,8 @@ def test_training_small_layers_and_autocast_keep_f_linear():
         with th.autocast("cpu", dtype=th.bfloat16):
             assert not use_onednn(x, weight, macs)
         assert not use_onednn(x.double(), weight.double(), macs)
+        with configured(onednn=False):  # the switch the plain-vs-fast comparisons use
+            assert not use_onednn(x, weight, macs)
 
 
 @needs_onednn
@@ -61,19 +72,32 @@ def test_ensemble_linear_onednn_path_equals_batched_matmul(shared_rows):
 
 
 @needs_onednn
-def test_sampler_and_critics_give_the_same_numbers_with_and_without_onednn(monkeypatch):
+def test_unfused_silu_option_gives_the_same_numbers():
+    x, weight, bias = large_layer()
+    with th.no_grad():
+        fused = linear(x, weight, bias, silu=True)
+        with configured(fuse_silu=False):
+            unfused, calls = onednn_calls(lambda: linear(x, weight, bias, silu=True))
+    assert calls == 1  # still oneDNN's matmul, with the SiLU as a separate pass
+    th.testing.assert_close(unfused, fused, rtol=1e-5, atol=1e-5)
+
+
+@needs_onednn
+def test_sampler_and_critics_give_the_same_numbers_with_and_without_onednn():
     th.manual_seed(0)
     diffusion = DiffusionPolicy(obs_dim=29, action_dim=8, n_steps=5, width=128, n_blocks=2)
     critic = CriticEnsemble(obs_dim=29, action_dim=8, net_arch=[128, 128], n_critics=4)
     obs, noise, actions = th.randn(1024, 29), th.randn(5, 1024, 8), th.rand(1024, 8) * 2 - 1
     members = th.tensor([2, 0])
-    onednn_calls = []
-    onednn_linear = linear_module._onednn_linear
-    monkeypatch.setattr(linear_module, "_onednn_linear", lambda *args: onednn_calls.append(1) or onednn_linear(*args))
+
+    def run() -> tuple[th.Tensor, ...]:
+        return diffusion.denoise(obs, noise), critic(obs, actions), critic(obs, actions, members)
+
     with th.no_grad():
-        fast = diffusion.denoise(obs, noise), critic(obs, actions), critic(obs, actions, members)
-        assert len(onednn_calls) > 5 * 2 * 2  # at least the residual blocks' layers at every step
-        monkeypatch.setattr(linear_module, "ONEDNN_AVAILABLE", False)
-        plain = diffusion.denoise(obs, noise), critic(obs, actions), critic(obs, actions, members)
+        fast, calls = onednn_calls(run)
+        assert calls > 5 * 2 * 2  # at least the residual blocks' layers at every step
+        with configured(onednn=False):
+            plain, plain_calls = onednn_calls(run)
+        assert plain_calls == 0
     for fast_values, plain_values in zip(fast, plain):
         th.testing.assert_close(fast_values, plain_values, rtol=1e-4, atol=1e-4)

@@ -11,6 +11,7 @@ import torch as th
 from stable_baselines3.common.logger import configure
 
 from sb3_expo import EXPO
+from sb3_expo.backend import configured
 from sb3_expo.diffusion import DiffusionPolicy
 
 
@@ -36,16 +37,26 @@ def test_sampler_draws_its_noise_up_front():
     assert th.allclose(policy.denoise(obs[2:5], noise[:, 2:5]), sampled[2:5], atol=1e-6)
 
 
-def test_cpu_chunks_give_the_actions_of_one_pass(monkeypatch):
-    from sb3_expo import diffusion
-
+def test_cpu_chunks_give_the_actions_of_one_pass():
     policy = DiffusionPolicy(obs_dim=3, action_dim=2, n_steps=4, width=16, n_blocks=1).eval()
     obs, noise = th.randn(50, 3), th.randn(4, 50, 2)
     with th.no_grad():
         one_pass = policy.denoise(obs, noise)
-        monkeypatch.setattr(diffusion, "CPU_CHUNK_ROWS", 16)  # 16 + 16 + 16 + 2 rows
-        chunked = policy.denoise(obs, noise)
+        with configured(cpu_chunk_rows=16):  # 16 + 16 + 16 + 2 rows
+            chunked = policy.denoise(obs, noise)
     assert th.allclose(chunked, one_pass, atol=1e-6)
+    assert th.allclose(one_pass, policy.denoise_plain(obs, noise), atol=1e-5)
+
+
+def test_compiled_sampler_gives_the_plain_samplers_actions():
+    """The compile binding: dynamo captures the whole sampler (backend="eager" skips inductor's code generation)."""
+    th.manual_seed(0)
+    policy = DiffusionPolicy(obs_dim=3, action_dim=2, n_steps=4, width=16, n_blocks=1).eval()
+    obs, noise = th.randn(40, 3), th.randn(4, 40, 2)
+    policy.compile_sampler(backend="eager", fullgraph=True)
+    with th.no_grad(), configured(cpu_chunk_rows=16):
+        compiled = policy.denoise(obs, noise)
+    assert th.allclose(compiled, policy.denoise_plain(obs, noise), atol=1e-5)
 
 
 def test_candidates_of_many_batches_at_once_equal_those_of_each_batch(tiny_kwargs):
