@@ -42,6 +42,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from sb3_expo import EXPO, backend, diffusion
 from sb3_expo.critics import CriticEnsemble, random_subsets
+from sb3_expo.expo import td_target
 
 CONFIGS: dict[str, dict[str, Any]] = {
     # ALGORITHM.md §2/§6: 3x256 critic and edit actor, 10 critics, N=K=8, T=10, batch 256, UTD 20.
@@ -234,9 +235,11 @@ def measure_training(config: dict, device: str, env_steps: int) -> dict[str, Any
     env = model.get_env()
     targets = [
         (model, "_target_candidates", "target sampling (OTF candidates at s')"),
-        (model, "_td_targets_fn", "target scoring + TD target"),
-        (model, "_critic_step", "critic steps"),
-        (model, "_policy_step", "policy updates (base, edit, alpha)"),
+        (model, "_td_target", "target scoring + TD target"),
+        (model, "_critic_step", "critic steps (TD target included)"),
+        (model, "_base_step", "base updates (+ EMA)"),
+        (model, "_edit_actor_step", "edit-actor updates"),
+        (model, "_temperature_step", "temperature updates"),
         (env, "step", "env stepping"),
         (model, "_sample_action", "acting (OTF action)"),
     ]
@@ -357,7 +360,8 @@ def measure_optimisations(config: dict, device: str, repeats: int, compile_mode:
     compare(
         "TD target: run only the subsets' target critics (vs all E, then pick the subsets)",
         no_grad(target_from_all_critics),
-        no_grad(lambda: model._td_targets(next_obs[:batch], candidates, rewards, not_terminal, selection, value)),
+        no_grad(lambda: td_target(model.critic_target, next_obs[:batch], candidates, rewards, not_terminal, model.gamma,
+                                  selection, value)),
     )
 
     x = th.randn(batch, OBS_DIM + ACTION_DIM, device=dev)
@@ -388,10 +392,10 @@ def measure_optimisations(config: dict, device: str, repeats: int, compile_mode:
     original_critic_step = model._critic_step
 
     def train_with_sync_per_step() -> None:
-        def critic_step_with_sync(*args: Any) -> th.Tensor:
-            q_values = original_critic_step(*args)
-            args[-1]["critic_loss"][-1].item()  # what logging each loss as it comes would do
-            return q_values
+        def critic_step_with_sync(*args: Any) -> dict[str, th.Tensor]:
+            metrics = original_critic_step(*args)
+            metrics["critic_loss"].item()  # what logging each loss as it comes would do
+            return metrics
 
         model._critic_step = critic_step_with_sync  # type: ignore[method-assign]
         train()

@@ -4,7 +4,8 @@ import io
 import math
 import pathlib
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
@@ -14,12 +15,12 @@ from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.noise import ActionNoise
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.policies import BasePolicy
-from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
+from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, ReplayBufferSamples, Schedule
 from stable_baselines3.common.utils import configure_logger, polyak_update, update_learning_rate
 
 from sb3_expo.buffers import DictOfflineReplayBuffer, OfflineMixingMixin, OfflineReplayBuffer
 from sb3_expo.checkpoints import write_atomically
-from sb3_expo.critics import random_subsets
+from sb3_expo.critics import CriticEnsemble, random_subsets
 from sb3_expo.data import OfflineSource, OfflineTransitions, RewardTransform, load_offline_dataset
 from sb3_expo.policies import ExpoPolicy, MlpPolicy, MultiInputPolicy
 
@@ -29,10 +30,15 @@ SelfEXPO = TypeVar("SelfEXPO", bound="EXPO")
 DEFAULT_OFFLINE_RATIO = 0.5
 # log α is clamped to this range after every temperature step, so α (and every loss it scales) stays finite.
 LOG_ENT_COEF_MIN, LOG_ENT_COEF_MAX = -20.0, 20.0
+# EXPO's arguments that configure the policy. Their one home is ``policy_kwargs`` (EXPO reads them back from it).
+POLICY_OPTIONS = (
+    "n_critics", "critic_subset_size", "n_base_samples", "n_edit_samples", "edit_scale", "diffusion_steps", "mixed_precision",
+)  # fmt: skip
 
 
 def td_target(
-    score: Callable[[th.Tensor, th.Tensor], th.Tensor],
+    critic_target: CriticEnsemble,
+    next_obs: th.Tensor,
     candidates: th.Tensor,
     rewards: th.Tensor,
     not_terminal: th.Tensor,
@@ -41,28 +47,35 @@ def td_target(
     value_subset: th.Tensor,
 ) -> tuple[th.Tensor, th.Tensor]:
     """
-    EXPO's TD target (ALGORITHM.md §4.1): pick the next action a* among the OTF candidates by the
+    EXPO's TD target (docs/algorithm.md, "TD target"): pick the next action a* among the OTF candidates by the
     minimum over one random subset of target critics, then bootstrap from the minimum over an
     *independent* subset at a*. There is no entropy term in the backup.
 
     Only the critics these minima use are evaluated: the selection subset on every candidate, the value
-    subset on a* alone. With the paper's 10 critics, subsets of 2 and 16 candidates that is 34 critic
-    evaluations per state instead of 160.
+    subset on a* alone (with 10 critics, subsets of 2 and 16 candidates: 34 critic evaluations per state, not 160).
 
-    :param score: ``score(actions, members)``: the values ``(k, B, C)`` of target critics ``members`` (``k``
-        indices) for actions ``(B, C, action_dim)`` at the next states
-    :param candidates: the OTF candidates at s', ``(B, C, action_dim)``
+    :param critic_target: the target critic ensemble; ``critic_target(obs, actions, members)`` is ``(k, ...)``
+    :param next_obs: features of s' ``(B, obs_dim)``
+    :param candidates: the OTF candidates at s' ``(B, C, action_dim)``
     :param rewards: ``(B,)``
-    :param not_terminal: ``1 - terminated``, ``(B,)`` (truncation is not termination)
+    :param not_terminal: ``1 - terminated`` ``(B,)`` (truncation is not termination)
     :param gamma: discount factor
     :param selection_subset: critic indices that rank candidates
     :param value_subset: critic indices that value a*
     :return: the targets ``(B,)`` and the index of a* among the candidates ``(B,)``
     """
-    best = score(candidates, selection_subset).min(dim=0).values.argmax(dim=1)
+    n_candidates = candidates.shape[1]
+    candidate_obs = next_obs.unsqueeze(1).expand(-1, n_candidates, -1)
+    best = critic_target(candidate_obs, candidates, selection_subset).min(dim=0).values.argmax(dim=1)
     best_action = candidates.gather(1, best.view(-1, 1, 1).expand(-1, 1, candidates.shape[-1]))
-    q_best = score(best_action, value_subset).squeeze(-1).min(dim=0).values
+    q_best = critic_target(next_obs.unsqueeze(1), best_action, value_subset).squeeze(-1).min(dim=0).values
     return rewards + gamma * not_terminal * q_best, best
+
+
+def critic_loss(critic: CriticEnsemble, obs: th.Tensor, actions: th.Tensor, target: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
+    """Mean squared TD error of every critic against the same target; also returns the Q-values ``(E, B)``."""
+    q_values = critic(obs, actions)
+    return ((q_values - target) ** 2).mean(), q_values
 
 
 def cosine_decay(step: int, decay_steps: int | None) -> float:
@@ -72,105 +85,177 @@ def cosine_decay(step: int, decay_steps: int | None) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * min(step, decay_steps) / decay_steps))
 
 
+@dataclass
+class Minibatch:
+    """One minibatch of an update, observations already through the features extractor."""
+
+    obs: th.Tensor
+    actions: th.Tensor
+    rewards: th.Tensor
+    not_terminal: th.Tensor
+    next_obs: th.Tensor
+
+    @classmethod
+    def from_samples(cls, policy: ExpoPolicy, data: ReplayBufferSamples) -> "Minibatch":
+        features = policy.features_extractor
+        return cls(
+            policy.extract_features(data.observations, features),
+            data.actions,
+            data.rewards.flatten(),
+            1.0 - data.dones.flatten(),
+            policy.extract_features(data.next_observations, features),
+        )
+
+    def split(self, batch_size: int) -> list["Minibatch"]:
+        """Views of consecutive minibatches of ``batch_size`` rows."""
+        parts = [tensor.split(batch_size) for tensor in vars(self).values()]
+        return [Minibatch(*tensors) for tensors in zip(*parts, strict=True)]
+
+
+class TrainMetrics:
+    """The metrics of one update block, kept on the device and read back with a single host copy."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, list[th.Tensor]] = {}
+
+    def add(self, metrics: dict[str, th.Tensor]) -> None:
+        for name, value in metrics.items():
+            self.values.setdefault(name, []).append(value.detach())
+
+    def read(self, **scalars: th.Tensor) -> dict[str, float]:
+        """The mean of every metric over the block, and ``scalars`` as they are, as Python floats."""
+        means = [th.stack(values).mean() for values in self.values.values()]
+        values = th.stack([*means, *(value.reshape(()) for value in scalars.values())]).cpu().tolist()
+        return dict(zip([*self.values, *scalars], values, strict=True))
+
+
+def check_finite_losses(logged: dict[str, float], n_updates: int) -> None:
+    """Stop with a clear error when a loss became NaN or inf."""
+    for name in ("critic_loss", "base_loss", "actor_loss"):
+        if name in logged and not math.isfinite(logged[name]):
+            raise FloatingPointError(
+                f"EXPO: train/{name} became {logged[name]} after {n_updates} critic updates. The usual causes are NaN/inf "
+                "rewards or observations in the replay buffer, or unnormalised inputs of huge magnitude (try VecNormalize "
+                "or a smaller learning_rate). The replay buffer is intact (save_replay_buffer still works); reload the last "
+                "checkpoint to continue."
+            )
+
+
+def check_finite_env_step(reward: np.ndarray, new_obs: np.ndarray | dict[str, np.ndarray], env_step: int) -> None:
+    """Refuse a non-finite reward or observation before it enters the replay buffer (it would poison every batch)."""
+    observations = new_obs.values() if isinstance(new_obs, dict) else [new_obs]
+    for what, values in [("reward", [reward]), ("observation", observations)]:
+        if not all(np.isfinite(value).all() for value in values):
+            raise ValueError(
+                f"The env returned a non-finite {what} at env step {env_step}. It was not stored: the replay buffer and "
+                "the model are unchanged. Fix the env (or clip/normalise its output) and continue with "
+                "model.set_env(env) and model.learn(..., reset_num_timesteps=False)."
+            )
+
+
+def choose_replay_buffer_class(
+    replay_buffer_class: type[ReplayBuffer] | None,
+    replay_buffer_kwargs: dict[str, Any],
+    observation_space: spaces.Space,
+    has_offline_data: bool,
+    offline_ratio: float,
+    reward_transform: RewardTransform,
+) -> type[ReplayBuffer] | None:
+    """
+    The offline-mixing buffer whenever there is offline data or a reward transform. A buffer class given by the
+    user gets ``offline_ratio`` and the reward transform in ``replay_buffer_kwargs`` too if it can mix (unless
+    those kwargs set them and EXPO's are the defaults); one that cannot (SB3's ``ReplayBuffer``,
+    ``HerReplayBuffer``) would silently drop the transform, so that is an error.
+    """
+    if replay_buffer_class is None:
+        if not has_offline_data and reward_transform.is_identity:
+            return None  # SB3's choice
+        is_dict = isinstance(observation_space, spaces.Dict)
+        replay_buffer_class = DictOfflineReplayBuffer if is_dict else OfflineReplayBuffer
+    if issubclass(replay_buffer_class, OfflineMixingMixin):
+        for key, value, default in [
+            ("offline_ratio", offline_ratio, DEFAULT_OFFLINE_RATIO),
+            ("reward_transform", reward_transform, RewardTransform()),
+        ]:
+            given = replay_buffer_kwargs.setdefault(key, value)
+            if given != value and value != default:
+                raise ValueError(f"replay_buffer_kwargs {key}={given!r} disagrees with EXPO's {key} ({value!r}): set it once")
+    elif not reward_transform.is_identity:
+        raise ValueError(
+            f"reward_scale={reward_transform.scale} / reward_shift={reward_transform.shift} need a buffer that transforms "
+            f"sampled rewards, and {replay_buffer_class.__name__} does not: leave replay_buffer_class unset (EXPO then "
+            "picks OfflineReplayBuffer / DictOfflineReplayBuffer) or pass one of those."
+        )
+    return replay_buffer_class
+
+
+def _read_from_policy_kwargs(name: str) -> property:
+    return property(lambda self: self.policy_kwargs[name], doc=f"``{name}``, read back from ``policy_kwargs`` (its one home)")
+
+
 class EXPO(OffPolicyAlgorithm):
     """
-    Expressive Policy Optimization (EXPO): online RL with an expressive diffusion policy, without
-    back-propagating Q through the denoising chain. Paper: https://arxiv.org/abs/2507.07986
+    Expressive Policy Optimization (EXPO): online RL with an expressive diffusion policy, without back-propagating
+    Q through the denoising chain. Paper: https://arxiv.org/abs/2507.07986. The algorithm: ``docs/algorithm.md``.
 
-    Three learners share one replay buffer. A diffusion *base* policy imitates the buffer's actions; an
-    *edit* actor learns small Q-improving changes ``β·u`` of base actions; an ensemble of LayerNorm
-    critics is trained by TD on the *on-the-fly* (OTF) action: ``N`` base samples plus ``K`` edited
-    ones, the one with the highest Q wins. That same OTF choice is the action executed in the env.
-
-    Every argument defaults to the paper's setting (ALGORITHM.md §6). The paper's ``UTD=20`` is
-    ``gradient_steps=20`` critic updates per env step with one base/edit/temperature update per
-    ``policy_delay=20`` critic updates. At those settings an env step costs ~1.4 TFLOP, mostly
-    diffusion sampling for the TD targets: use a GPU, or reduce ``gradient_steps``, ``policy_delay``
-    and network sizes on CPU.
+    A diffusion *base* policy imitates the buffer's actions; an *edit* actor learns small Q-improving changes
+    ``β·u`` of base actions; a LayerNorm critic ensemble is trained by TD on the *on-the-fly* (OTF) action: ``N``
+    base samples plus ``K`` edited ones, the one with the highest Q wins. The OTF action is also what the agent
+    executes. Defaults are the paper's; at those settings use a GPU (docs: Performance, FAQ).
 
     :param policy: the policy model to use ("MlpPolicy" for Box, "MultiInputPolicy" for Dict observations)
     :param env: the environment to learn from (if registered in Gymnasium, can be str)
-    :param learning_rate: learning rate of every optimiser (the paper: 3e-4); can be a function of the
-        remaining progress (1 to 0). The base and edit-actor rates are further multiplied by a cosine
-        decay over ``policy_lr_decay_steps`` policy updates.
-    :param buffer_size: size of the replay buffer
-    :param learning_starts: env steps of uniform random actions before learning starts (the paper:
-        5000 from scratch, 0 after pretraining)
-    :param batch_size: minibatch size of each critic update (and of the policy update)
-    :param tau: Polyak rate of the target critics, applied after every critic update
+    :param learning_rate: learning rate of every optimiser, or a function of the remaining progress (1 to 0)
+    :param buffer_size: size of the online replay buffer
+    :param learning_starts: env steps of uniform random actions before learning starts (0 after pretraining)
+    :param batch_size: minibatch size of every update
+    :param tau: Polyak rate of the target critics, after every critic update
     :param gamma: discount factor
     :param train_freq: update the model every ``train_freq`` steps, or a tuple like ``(5, "step")``
-    :param gradient_steps: critic updates per ``train()`` call (the paper's UTD ratio, 20)
-    :param policy_delay: critic updates per base / edit-actor / temperature update (the paper: 20, so
-        one policy update per env step at UTD 20). The policy update uses the last minibatch before it.
+    :param gradient_steps: critic updates per ``train()`` call: the paper's UTD ratio (20)
+    :param policy_delay: critic updates per base / edit-actor / temperature update, counted across calls
     :param action_noise: optional extra action noise (not used by the paper)
-    :param replay_buffer_class: replay buffer class; by default SB3's ``ReplayBuffer`` / ``DictReplayBuffer``, or
-        ``OfflineReplayBuffer`` / ``DictOfflineReplayBuffer`` when ``offline_dataset`` or a reward transform is set
+    :param replay_buffer_class: replay buffer class (default: SB3's, or an offline-mixing one when needed)
     :param replay_buffer_kwargs: keyword arguments of the replay buffer
     :param optimize_memory_usage: SB3's memory-efficient replay buffer variant
-    :param offline_dataset: offline data mixed into every batch (ALGORITHM.md §4-5): a Minari dataset id
-        (e.g. ``"D4RL/antmaze/large-diverse-v1"``), the path of a D4RL or robomimic ``.hdf5`` file, or
-        loaded :class:`~sb3_expo.data.OfflineTransitions`. Only an id or path is saved with the model, and
-        the data is reloaded from it by ``EXPO.load`` (pass ``offline_dataset=...`` to ``load`` if it moved);
-        in-memory transitions are never saved: call :meth:`attach_offline_data` again after loading.
-    :param offline_dataset_kwargs: keyword arguments of the loader: ``download=True`` (Minari) or
-        ``obs_keys=[...]`` (robomimic)
-    :param offline_ratio: share of offline transitions in every minibatch once the online buffer holds
-        data (the paper: 0.5, RLPD's symmetric sampling); batches are all offline while it is empty
+    :param offline_dataset: offline data mixed into every batch: a Minari id, a D4RL or robomimic ``.hdf5`` path,
+        or :class:`~sb3_expo.data.OfflineTransitions` (an id or path is saved with the model, data never)
+    :param offline_dataset_kwargs: keyword arguments of the loader (``download=True``, ``obs_keys=[...]``, ...)
+    :param offline_ratio: share of offline transitions in every minibatch once the online buffer holds data
     :param reward_scale: every sampled reward, offline and online, becomes ``r * reward_scale + reward_shift``
     :param reward_shift: see ``reward_scale`` (the paper's AntMaze setting: -1)
-    :param n_critics: size E of the critic ensemble (the paper: 10)
-    :param critic_subset_size: the minimum over a random subset of this many target critics scores
-        OTF candidates and values TD targets (the paper's ``num_min_qs``: 2, or 1 on AntMaze)
-    :param n_base_samples: N, base-policy samples per state in the OTF action (the paper: 8)
-    :param n_edit_samples: K ≤ N, how many base samples are also edited (the paper: 8)
-    :param edit_scale: β, the largest change the edit actor makes to an action coordinate, in the
-        policy's [-1, 1] action units. The paper's guidance: small (0.05-0.1) when good offline data
-        makes the base policy strong, so edits only refine it; large (0.5-0.7) where exploration
-        matters (sparse rewards, learning from scratch). The default 0.7 is for online learning
-        without offline data; measured on Pendulum-v1 in ``benchmarks/README.md``.
-    :param diffusion_steps: T, denoising steps of the base policy (the paper: 10)
-    :param base_ema_rate: Polyak rate of the EMA base policy used for acting, per base update (the paper: 0.001)
-    :param policy_lr_decay_steps: the base and edit-actor learning rates decay to 0 with a cosine over this
-        many policy updates (the paper: 3e6); ``None`` keeps them constant. Critic and temperature rates
-        follow ``learning_rate`` only.
-    :param ent_coef: temperature α of the edit actor: "auto" to learn it (initial value 1), "auto_0.1"
-        to learn it from 0.1, or a float to fix it. Learned log α is clamped to
-        [-20, 20] so it can never overflow.
-    :param target_entropy: target entropy of the edit ``β·u`` when learning α. "auto" uses
-        ``-d/2 + d·log β``: the reference's ``-d/2`` measured on ``u`` before scaling. The reference
-        code's literal target ``-d/2`` (on ``β·u``) is unreachable for β < 0.3, so there α only grows
-        (here: to the clamp); pass ``target_entropy=-d/2`` to reproduce it.
-    :param compile_mode: ``None`` runs eagerly. A ``torch.compile`` mode (``"default"``, ``"max-autotune"``,
-        ``"max-autotune-no-cudagraphs"``, or ``"reduce-overhead"`` for CUDA graphs) compiles the hot paths:
-        the diffusion sampler (all T steps as one graph), the target critics' scoring of candidates with
-        the TD target, and the critic loss with its backward. Same mathematics and, up to floating-point
-        reassociation, the same numbers as eager (``tests/test_speed_paths.py``). Compiling takes tens
-        of seconds at the first ``learn()`` / ``predict()`` call and again for every new batch shape.
-        Meant for a GPU at the paper's settings; on a CPU it was at parity at small sizes
-        (``benchmarks/README.md``; ``benchmarks/speed.py`` measures it on your device).
-    :param mixed_precision: run the denoiser in bfloat16 autocast while sampling candidates (the bulk of
-        EXPO's compute, ALGORITHM.md §8). For hardware with fast bf16 matmuls: GPUs (A100, H100; not yet
-        measured) and CPUs with AVX-512 BF16 or AMX, where it made the paper-size update 1.36-1.44x faster.
-        Sampled actions differ from float32 by about 0.03; on the PointMaze demo task three seeds learned
-        as in float32 (``benchmarks/README.md``). Training losses and the critics stay in float32.
+    :param n_critics: size E of the critic ensemble
+    :param critic_subset_size: size of the random subset of target critics whose minimum scores candidates and targets
+    :param n_base_samples: N, base-policy samples per state in the OTF action
+    :param n_edit_samples: K ≤ N, how many of the base samples are also edited
+    :param edit_scale: β, the largest edit of an action coordinate (actions in [-1, 1]); small with good offline data
+    :param diffusion_steps: T, denoising steps of the base policy
+    :param base_ema_rate: Polyak rate of the EMA base policy used for acting, per base update
+    :param policy_lr_decay_steps: cosine decay of the base and edit-actor learning rates over this many of their
+        updates (``None``: constant)
+    :param ent_coef: temperature α of the edit actor: "auto" (learned from 1), "auto_0.1" (from 0.1) or a float
+    :param target_entropy: target entropy of the edit ``β·u``; "auto" is ``-d/2 + d·log β`` (docs/algorithm.md)
+    :param compile_mode: ``None`` (eager) or a ``torch.compile`` mode for the sampler, TD target and critic loss
+    :param mixed_precision: sample candidates with the denoiser in bfloat16 autocast (GPUs, CPUs with AMX / AVX-512 BF16)
     :param stats_window_size: window size of the rollout logging (episodes)
     :param tensorboard_log: the log location for TensorBoard (if None, no logging)
-    :param policy_kwargs: extra arguments of :class:`~sb3_expo.policies.ExpoPolicy`: ``net_arch``
-        (critic and edit-actor layers), ``denoiser_width``, ``denoiser_blocks``, ``denoiser_dropout``,
-        ``edit_dropout``, ... The EXPO arguments above (``n_critics``, ``edit_scale``, ...) override
-        the same keys given here.
+    :param policy_kwargs: further arguments of :class:`~sb3_expo.policies.ExpoPolicy` (``net_arch``,
+        ``denoiser_width``, ...); an EXPO option given here with another value is an error
     :param verbose: 0 no output, 1 info, 2 debug
     :param seed: seed of the pseudo-random generators
     :param device: "cpu", "cuda", or "auto" (CUDA when available)
     :param _init_setup_model: whether to build the networks at creation
     """
 
-    policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {
-        "MlpPolicy": MlpPolicy,
-        "MultiInputPolicy": MultiInputPolicy,
-    }
+    policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {"MlpPolicy": MlpPolicy, "MultiInputPolicy": MultiInputPolicy}
     policy: ExpoPolicy
+    n_critics = _read_from_policy_kwargs("n_critics")
+    critic_subset_size = _read_from_policy_kwargs("critic_subset_size")
+    n_base_samples = _read_from_policy_kwargs("n_base_samples")
+    n_edit_samples = _read_from_policy_kwargs("n_edit_samples")
+    edit_scale = _read_from_policy_kwargs("edit_scale")
+    diffusion_steps = _read_from_policy_kwargs("diffusion_steps")
+    mixed_precision = _read_from_policy_kwargs("mixed_precision")
 
     def __init__(
         self,
@@ -215,60 +300,48 @@ class EXPO(OffPolicyAlgorithm):
         _init_setup_model: bool = True,
     ):
         super().__init__(
-            policy,
-            env,
-            learning_rate,
-            buffer_size,
-            learning_starts,
-            batch_size,
-            tau,
-            gamma,
-            train_freq,
-            gradient_steps,
-            action_noise,
-            replay_buffer_class=replay_buffer_class,
-            replay_buffer_kwargs=replay_buffer_kwargs,
-            optimize_memory_usage=optimize_memory_usage,
-            policy_kwargs=policy_kwargs,
-            stats_window_size=stats_window_size,
-            tensorboard_log=tensorboard_log,
-            verbose=verbose,
-            device=device,
-            seed=seed,
-            sde_support=False,
-            supported_action_spaces=(spaces.Box,),
-            support_multi_env=True,
-        )
+            policy, env, learning_rate, buffer_size, learning_starts, batch_size, tau, gamma, train_freq, gradient_steps,
+            action_noise, replay_buffer_class=replay_buffer_class, replay_buffer_kwargs=replay_buffer_kwargs,
+            optimize_memory_usage=optimize_memory_usage, policy_kwargs=policy_kwargs, stats_window_size=stats_window_size,
+            tensorboard_log=tensorboard_log, verbose=verbose, device=device, seed=seed, sde_support=False,
+            supported_action_spaces=(spaces.Box,), support_multi_env=True,
+        )  # fmt: skip
         self.policy_delay = policy_delay
         self.offline_dataset = offline_dataset
         self.offline_dataset_kwargs = offline_dataset_kwargs or {}
         self.offline_ratio = offline_ratio
         self.reward_scale = reward_scale
         self.reward_shift = reward_shift
-        self.n_critics = n_critics
-        self.critic_subset_size = critic_subset_size
-        self.n_base_samples = n_base_samples
-        self.n_edit_samples = n_edit_samples
-        self.edit_scale = edit_scale
-        self.diffusion_steps = diffusion_steps
         self.base_ema_rate = base_ema_rate
         self.policy_lr_decay_steps = policy_lr_decay_steps
         self.ent_coef = ent_coef
         self.target_entropy = target_entropy
         self.compile_mode = compile_mode
-        self.mixed_precision = mixed_precision
+        self._put_options_in_policy_kwargs(
+            n_critics=n_critics, critic_subset_size=critic_subset_size, n_base_samples=n_base_samples,
+            n_edit_samples=n_edit_samples, edit_scale=edit_scale, diffusion_steps=diffusion_steps,
+            mixed_precision=mixed_precision,
+        )  # fmt: skip
         self.log_ent_coef: th.Tensor | None = None
         self.ent_coef_optimizer: th.optim.Adam | None = None
         self._n_policy_updates = 0
         self._n_base_updates = 0
-        # The loaded offline transitions: kept to re-attach after load_replay_buffer, never saved.
-        self._offline_transitions: OfflineTransitions | None = None
+        self._offline_transitions: OfflineTransitions | None = None  # to re-attach after load_replay_buffer; never saved
         if str(device).startswith("cuda") and self.device.type != "cuda":  # SB3 falls back to the CPU without a word
             warnings.warn(f"device={device!r} but CUDA is not available: EXPO runs on the CPU", stacklevel=2)
         if _init_setup_model:
             self._setup_model()
 
     # ------------------------------------------------------------------------------------------ set-up
+
+    def _put_options_in_policy_kwargs(self, **options: Any) -> None:
+        """``policy_kwargs`` is the one home of the policy's options: the same key there with another value is an error."""
+        given = self.policy_kwargs
+        conflicts = [f"policy_kwargs {key}={given[key]!r} vs EXPO {key}={value!r}" for key, value in options.items()
+                     if key in given and given[key] != value]  # fmt: skip
+        if conflicts:
+            raise ValueError(f"Options given twice with different values ({', '.join(conflicts)}): pass them to EXPO only")
+        self.policy_kwargs.update(options)
 
     def _get_policy_from_name(self, policy_name: str) -> type[BasePolicy]:
         if policy_name not in self.policy_aliases:
@@ -280,19 +353,37 @@ class EXPO(OffPolicyAlgorithm):
 
     def _setup_model(self) -> None:
         self._check_arguments()
-        self._pass_options_to_policy()
-        self._choose_replay_buffer()
+        reward_transform = RewardTransform(self.reward_scale, self.reward_shift)
+        self.replay_buffer_class = choose_replay_buffer_class(
+            self.replay_buffer_class, self.replay_buffer_kwargs, self.observation_space,
+            self.offline_dataset is not None, self.offline_ratio, reward_transform,
+        )  # fmt: skip
         super()._setup_model()
-        self._create_aliases()
+        self.base, self.base_ema, self.edit_actor = self.policy.base, self.policy.base_ema, self.policy.edit_actor
+        self.critic, self.critic_target = self.policy.critic, self.policy.critic_target
         self._compile_hot_paths()
         if self.offline_dataset is not None:
             self.attach_offline_data(self.offline_dataset)
+        self._setup_temperature()
 
+    def _check_arguments(self) -> None:
+        # ExpoPolicy checks its own options (n_critics, critic_subset_size, N, K, edit_scale, diffusion_steps).
+        if self.policy_delay < 1:
+            raise ValueError(f"policy_delay must be >= 1, got {self.policy_delay}")
+        if not 0 < self.base_ema_rate <= 1:
+            raise ValueError(f"base_ema_rate must be in (0, 1], got {self.base_ema_rate}")
+        if self.gradient_steps == 0 or self.gradient_steps < -1:
+            raise ValueError(
+                f"gradient_steps must be >= 1 (critic updates per train() call, the paper's UTD ratio: 20) or -1 "
+                f"(as many as env steps were collected), got {self.gradient_steps}: with 0 EXPO would never train"
+            )
+
+    def _setup_temperature(self) -> None:
+        """The target entropy of the edits, and α: learned (log α with its optimiser) or fixed."""
         action_dim = int(np.prod(self.action_space.shape))
         if self.target_entropy == "auto":
             self.target_entropy = -action_dim / 2 + action_dim * math.log(self.edit_scale)
         self.target_entropy = float(self.target_entropy)
-
         if isinstance(self.ent_coef, str) and self.ent_coef.startswith("auto"):
             init_value = float(self.ent_coef.split("_")[1]) if "_" in self.ent_coef else 1.0
             if init_value <= 0:
@@ -303,254 +394,134 @@ class EXPO(OffPolicyAlgorithm):
             self.ent_coef_tensor = th.tensor(float(self.ent_coef), device=self.device)
 
     def _compile_hot_paths(self) -> None:
-        """Bind the eager or ``torch.compile``-d versions of the sampler, the TD target and the critic loss."""
-        self._td_targets_fn, self._critic_loss_fn = self._td_targets, self._critic_loss
-        if self.compile_mode is None:
-            return
-        # Static shapes: the batch shapes of training and acting are fixed, each compiles once.
-        compile_kwargs = dict(mode=self.compile_mode, dynamic=False)
-        self.policy.compile_samplers(**compile_kwargs)
-        self._td_targets_fn = th.compile(self._td_targets, **compile_kwargs)
-        self._critic_loss_fn = th.compile(self._critic_loss, **compile_kwargs)
+        """Bind the eager or ``torch.compile``-d sampler, TD target and critic loss (static shapes: each compiles once)."""
+        self._td_target, self._critic_loss = td_target, critic_loss
+        if self.compile_mode is not None:
+            compile_kwargs = dict(mode=self.compile_mode, dynamic=False)
+            self.policy.compile_samplers(**compile_kwargs)
+            self._td_target = th.compile(td_target, **compile_kwargs)
+            self._critic_loss = th.compile(critic_loss, **compile_kwargs)
 
-    def _check_arguments(self) -> None:
-        if self.policy_delay < 1:
-            raise ValueError(f"policy_delay must be >= 1, got {self.policy_delay}")
-        if not 0 < self.base_ema_rate <= 1:
-            raise ValueError(f"base_ema_rate must be in (0, 1], got {self.base_ema_rate}")
-        if self.gradient_steps == 0 or self.gradient_steps < -1:
-            raise ValueError(
-                f"gradient_steps must be >= 1 (critic updates per train() call, the paper's UTD ratio: 20) or -1 "
-                f"(as many as env steps were collected), got {self.gradient_steps}: with 0 EXPO would never train"
-            )
-        if self.diffusion_steps < 1:
-            raise ValueError(f"diffusion_steps (T) must be >= 1, got {self.diffusion_steps} (the paper: 10)")
-        if self.edit_scale > 1:
-            warnings.warn(
-                f"edit_scale (β) = {self.edit_scale} > 1: an edit can move an action by more than half the width of the "
-                "action space (actions are in [-1, 1]), so edited candidates are mostly clipped to the bounds. The paper "
-                "uses 0.05-0.7.",
-                stacklevel=3,
-            )
-        # SB3 checks that actions are a Box with finite bounds; ExpoPolicy checks n_critics, critic_subset_size,
-        # n_base_samples, n_edit_samples and edit_scale.
-
-    def _pass_options_to_policy(self) -> None:
-        """
-        EXPO's policy options go to :class:`ExpoPolicy`; the same key in ``policy_kwargs`` with another value
-        is an error rather than silently overridden.
-        """
-        options = dict(
-            n_critics=self.n_critics,
-            critic_subset_size=self.critic_subset_size,
-            n_base_samples=self.n_base_samples,
-            n_edit_samples=self.n_edit_samples,
-            edit_scale=self.edit_scale,
-            diffusion_steps=self.diffusion_steps,
-            mixed_precision=self.mixed_precision,
-        )
-        given = self.policy_kwargs
-        conflicts = [f"policy_kwargs {key}={given[key]!r} vs EXPO {key}={value!r}" for key, value in options.items()
-                     if key in given and given[key] != value]  # fmt: skip
-        if conflicts:
-            raise ValueError(f"Options given twice with different values ({', '.join(conflicts)}): pass them to EXPO only")
-        self.policy_kwargs.update(options)
-
-    def _choose_replay_buffer(self) -> None:
-        """
-        The offline-mixing buffer whenever there is offline data or a reward transform. A buffer class
-        given by the user gets ``offline_ratio`` and the reward transform too if it can mix (unless its
-        ``replay_buffer_kwargs`` set them and EXPO's are the defaults); one that cannot (SB3's
-        ``ReplayBuffer``, ``HerReplayBuffer``) would silently drop the transform, so that is an error.
-        """
-        reward_transform = RewardTransform(self.reward_scale, self.reward_shift)
-        needs_mixing = self.offline_dataset is not None or not reward_transform.is_identity
-        if self.replay_buffer_class is None:
-            if not needs_mixing:
-                return
-            is_dict = isinstance(self.observation_space, spaces.Dict)
-            self.replay_buffer_class = DictOfflineReplayBuffer if is_dict else OfflineReplayBuffer
-        if issubclass(self.replay_buffer_class, OfflineMixingMixin):
-            # EXPO's value, unless replay_buffer_kwargs sets it and EXPO's is the default; both set differently: error.
-            for key, value, default in [
-                ("offline_ratio", self.offline_ratio, DEFAULT_OFFLINE_RATIO),
-                ("reward_transform", reward_transform, RewardTransform()),
-            ]:
-                given = self.replay_buffer_kwargs.setdefault(key, value)
-                if given != value and value != default:
-                    raise ValueError(
-                        f"replay_buffer_kwargs {key}={given!r} disagrees with EXPO's {key} ({value!r}): set it once"
-                    )
-        elif not reward_transform.is_identity:
-            raise ValueError(
-                f"reward_scale={self.reward_scale} / reward_shift={self.reward_shift} need a buffer that transforms "
-                f"sampled rewards, and {self.replay_buffer_class.__name__} does not: leave replay_buffer_class unset "
-                "(EXPO then picks OfflineReplayBuffer / DictOfflineReplayBuffer) or pass one of those."
-            )
-
-    def _create_aliases(self) -> None:
-        self.base = self.policy.base
-        self.base_ema = self.policy.base_ema
-        self.edit_actor = self.policy.edit_actor
-        self.critic = self.policy.critic
-        self.critic_target = self.policy.critic_target
-
-    # ---------------------------------------------------------------------------- training (ALGORITHM.md §4)
+    # ---------------------------------------------------------------------------- training (docs/algorithm.md)
 
     def train(self, gradient_steps: int, batch_size: int = 256) -> None:
-        """
-        One UTD block: ``gradient_steps`` critic updates, and a base / edit-actor / temperature update
-        after every ``policy_delay``-th critic update (counted across calls).
-
-        All minibatches are drawn in one replay-buffer sample. The OTF candidates of the TD targets are
-        drawn in one batched pass per stretch of critic updates between two policy updates (the base
-        and edit actor do not change within it, so this is exact); only the ranking of candidates, which
-        depends on the target critics, runs inside the loop. Metrics stay on the device until the end.
-        """
+        """One UTD block: ``gradient_steps`` critic updates, and a policy update every ``policy_delay``-th of them."""
         data = self.replay_buffer.sample(gradient_steps * batch_size, env=self._vec_normalize_env)  # type: ignore[union-attr]
         self._train_on(data, gradient_steps, batch_size)
 
-    def _train_on(self, data: Any, gradient_steps: int, batch_size: int) -> None:
-        """:meth:`train` on ``gradient_steps`` minibatches already drawn (online training, or offline critic warm-up)."""
+    def _train_on(self, data: ReplayBufferSamples, gradient_steps: int, batch_size: int) -> None:
+        """:meth:`train` on ``gradient_steps`` minibatches drawn in one sample (online, or offline in pretraining)."""
         self.policy.set_training_mode(True)
         self._update_learning_rates()
-        obs = self.policy.extract_features(data.observations, self.policy.features_extractor)
-        next_obs = self.policy.extract_features(data.next_observations, self.policy.features_extractor)
-        actions, rewards, not_terminal = data.actions, data.rewards.flatten(), 1.0 - data.dones.flatten()
-
-        metrics: dict[str, list[th.Tensor]] = {"critic_loss": [], "edit_win_rate": [], "q_ensemble_std": [], "q_mean": []}
-        step = 0
-        while step < gradient_steps:
-            # The stretch of critic updates that ends at the next policy update (or at the end of this call).
-            steps_to_policy_update = self.policy_delay - (self._n_updates + step) % self.policy_delay
-            n_steps = min(steps_to_policy_update, gradient_steps - step)
-            block = slice(step * batch_size, (step + n_steps) * batch_size)
-            candidates = self._target_candidates(next_obs[block]).view(n_steps, batch_size, -1, actions.shape[-1])
-            selection_subsets = random_subsets(self.n_critics, self.critic_subset_size, n_steps, self.device)
-            value_subsets = random_subsets(self.n_critics, self.critic_subset_size, n_steps, self.device)
-
-            for j in range(n_steps):
-                batch = slice((step + j) * batch_size, (step + j + 1) * batch_size)
-                with th.no_grad():
-                    target, best = self._td_targets_fn(
-                        next_obs[batch],
-                        candidates[j],
-                        rewards[batch],
-                        not_terminal[batch],
-                        selection_subsets[j],
-                        value_subsets[j],
-                    )
-                metrics["edit_win_rate"].append((best >= self.n_base_samples).float().mean())
-                q_values = self._critic_step(obs[batch], actions[batch], target, metrics)
-                metrics["q_ensemble_std"].append(q_values.detach().std(dim=0).mean())
-                metrics["q_mean"].append(q_values.detach().mean())
-
-            step += n_steps
-            if n_steps == steps_to_policy_update:
-                self._policy_step(obs[batch], actions[batch], metrics)
-
+        all_batches = Minibatch.from_samples(self.policy, data)
+        target_inputs = self._target_inputs(all_batches.next_obs, gradient_steps, batch_size)
+        metrics = TrainMetrics()
+        for step, batch in enumerate(all_batches.split(batch_size)):
+            # 1 critic: regress every critic on the TD target at s' (the OTF choice), then Polyak
+            metrics.add(self._critic_step(batch, *next(target_inputs)))
+            if (self._n_updates + step + 1) % self.policy_delay == 0:
+                # 2 base: imitate the buffer actions (DDPM loss), then its EMA
+                metrics.add(self._base_step(batch.obs, batch.actions))
+                # 3 edit actor: edit the buffer actions to raise Q, with an entropy bonus
+                edit_metrics = self._edit_actor_step(batch.obs, batch.actions)
+                metrics.add(edit_metrics)
+                # 4 temperature: move α so that the edits' entropy approaches its target
+                metrics.add(self._temperature_step(edit_metrics["entropy"]))
         self._n_updates += gradient_steps
         self._log_metrics(metrics)
 
+    def _target_inputs(self, next_obs: th.Tensor, gradient_steps: int, batch_size: int) -> Iterator[tuple[th.Tensor, ...]]:
+        """
+        For each critic step in turn: the OTF candidates at s' and the two random critic subsets of its TD target.
+
+        The candidates of all critic steps up to the next policy update are sampled in one batched pass: the base
+        and the edit actor do not change in between, so this is exact, and the generator samples the next stretch
+        only once the policy update before it has run.
+        """
+        step = 0
+        while step < gradient_steps:
+            n_steps = min(self.policy_delay - (self._n_updates + step) % self.policy_delay, gradient_steps - step)
+            stretch = next_obs[step * batch_size : (step + n_steps) * batch_size]
+            candidates = self._target_candidates(stretch).view(n_steps, batch_size, -1, self.action_space.shape[-1])
+            selection_subsets = random_subsets(self.n_critics, self.critic_subset_size, n_steps, self.device)
+            value_subsets = random_subsets(self.n_critics, self.critic_subset_size, n_steps, self.device)
+            yield from zip(candidates, selection_subsets, value_subsets, strict=True)
+            step += n_steps
+
     def _target_candidates(self, next_obs: th.Tensor) -> th.Tensor:
-        """OTF candidates at s' with the *online* base weights, edits sampled, dropout off (ALGORITHM.md §3)."""
+        """OTF candidates at s' with the *online* base weights, edits sampled, dropout off (docs/algorithm.md)."""
         self.policy.set_training_mode(False)
         with th.no_grad():
             candidates = self.policy.propose_candidates(next_obs, self.base)
         self.policy.set_training_mode(True)
         return candidates
 
-    def _td_targets(
-        self,
-        next_obs: th.Tensor,
-        candidates: th.Tensor,
-        rewards: th.Tensor,
-        not_terminal: th.Tensor,
-        selection_subset: th.Tensor,
-        value_subset: th.Tensor,
-    ) -> tuple[th.Tensor, th.Tensor]:
-        """:func:`td_target` with the target critics at s'."""
-
-        def score(actions: th.Tensor, members: th.Tensor) -> th.Tensor:
-            return self.policy.score_candidates(next_obs, actions, members)
-
-        return td_target(score, candidates, rewards, not_terminal, self.gamma, selection_subset, value_subset)
-
-    def _critic_loss(self, obs: th.Tensor, actions: th.Tensor, target: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
-        """Mean squared TD error of every critic against the same target; also returns the Q-values ``(E, B)``."""
-        q_values = self.critic(obs, actions)
-        return ((q_values - target) ** 2).mean(), q_values
-
-    def _critic_step(self, obs: th.Tensor, actions: th.Tensor, target: th.Tensor, metrics: dict) -> th.Tensor:
-        """Regress every critic on the same target, one Adam step, then Polyak-update the target critics."""
-        critic_loss, q_values = self._critic_loss_fn(obs, actions, target)
+    def _critic_step(
+        self, batch: Minibatch, candidates: th.Tensor, selection_subset: th.Tensor, value_subset: th.Tensor
+    ) -> dict[str, th.Tensor]:
+        """One Adam step of every critic on the same TD target, then the Polyak update of the target critics."""
+        with th.no_grad():
+            target, best = self._td_target(
+                self.critic_target, batch.next_obs, candidates, batch.rewards, batch.not_terminal, self.gamma,
+                selection_subset, value_subset,
+            )  # fmt: skip
+        loss, q_values = self._critic_loss(self.critic, batch.obs, batch.actions, target)
         self.critic.optimizer.zero_grad(set_to_none=True)
-        critic_loss.backward()
+        loss.backward()
         self.critic.optimizer.step()
         polyak_update(self.critic.parameters(), self.critic_target.parameters(), self.tau)
-        # A copy: under CUDA graphs (compile_mode "reduce-overhead"/"max-autotune") the loss lives in the graph's
-        # static memory, which the next critic step's replay overwrites before the metrics are read.
-        metrics["critic_loss"].append(critic_loss.detach().clone())
-        return q_values
+        q_values = q_values.detach()
+        return {
+            # A copy: under CUDA graphs the loss lives in the graph's memory, which the next replay overwrites.
+            "critic_loss": loss.detach().clone(),
+            "edit_win_rate": (best >= self.n_base_samples).float().mean(),
+            "q_ensemble_std": q_values.std(dim=0).mean(),
+            "q_mean": q_values.mean(),
+        }
 
-    def _policy_step(self, obs: th.Tensor, actions: th.Tensor, metrics: dict) -> None:
-        """Base (DDPM on buffer actions + EMA), edit actor, then temperature: ALGORITHM.md §4.2-4.4."""
-        base_loss = self._base_step(obs, actions)
+    def _base_step(self, obs: th.Tensor, actions: th.Tensor) -> dict[str, th.Tensor]:
+        """One imitation step of the base policy (DDPM loss, AdamW), then its EMA: online and in pretraining."""
+        loss = self.base.loss(obs, actions)
+        self.base.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.base.optimizer.step()
+        polyak_update(self.base.parameters(), self.base_ema.parameters(), self.base_ema_rate)
+        self._n_base_updates += 1
+        return {"base_loss": loss.detach()}
 
-        # The edit actor edits the buffer action of each state, not a fresh diffusion sample.
-        ent_coef = self.log_ent_coef.detach().exp() if self.log_ent_coef is not None else self.ent_coef_tensor
+    def _edit_actor_step(self, obs: th.Tensor, actions: th.Tensor) -> dict[str, th.Tensor]:
+        """SAC's actor loss on edits of the *buffer* actions: ``α·log π_E - mean_e Q_e(s, a + β·u)``."""
         edits, log_prob = self.edit_actor(obs, actions)
         self.critic.requires_grad_(False)  # the actor loss must not accumulate critic gradients
         q_edited = self.critic(obs, actions + edits).mean(dim=0)
         self.critic.requires_grad_(True)
-        actor_loss = (ent_coef * log_prob - q_edited).mean()
+        loss = (self._current_ent_coef() * log_prob - q_edited).mean()
         self.edit_actor.optimizer.zero_grad(set_to_none=True)
-        actor_loss.backward()
+        loss.backward()
         self.edit_actor.optimizer.step()
-
-        self._update_temperature(log_prob.detach())
         self._n_policy_updates += 1
-        for name, value in [
-            ("base_loss", base_loss),
-            ("actor_loss", actor_loss),
-            ("edit_size", edits.abs().mean()),
-            ("entropy", -log_prob.mean()),
-        ]:
-            metrics.setdefault(name, []).append(value.detach())
+        return {"actor_loss": loss.detach(), "edit_size": edits.detach().abs().mean(), "entropy": -log_prob.detach().mean()}
 
-    def _base_step(self, obs: th.Tensor, actions: th.Tensor) -> th.Tensor:
-        """One imitation step of the base policy (DDPM loss, AdamW), then its EMA: online and in pretraining."""
-        base_loss = self.base.loss(obs, actions)
-        self.base.optimizer.zero_grad(set_to_none=True)
-        base_loss.backward()
-        self.base.optimizer.step()
-        polyak_update(self.base.parameters(), self.base_ema.parameters(), self.base_ema_rate)
-        self._n_base_updates += 1
-        return base_loss.detach()
-
-    def _update_temperature(self, log_prob: th.Tensor) -> None:
+    def _temperature_step(self, entropy: th.Tensor) -> dict[str, th.Tensor]:
         """
-        The reference's temperature step, ``loss = α · (H - H*)`` with ``H = -mean log π_E``, on the
-        parameter log α. (SB3's SAC uses ``log α · (H - H*)``: the same sign of step, but its gradient
-        lacks the factor α, so α moves as fast when it is 1e-3 as when it is 1.) Then log α is clamped
-        to a finite range: with an unreachable target α would otherwise grow until it overflows to inf
-        and the losses to NaN (ALGORITHM.md §7.1).
+        The reference's ``loss = α·(H - H*)`` on log α (SB3's SAC uses ``log α·(H - H*)``, whose step lacks the
+        factor α), then log α is clamped so that α can never overflow (docs/algorithm.md, "Temperature").
         """
         if self.ent_coef_optimizer is None or self.log_ent_coef is None:
-            return
-        entropy = -log_prob.mean()
-        ent_coef_loss = (self.log_ent_coef.exp() * (entropy - self.target_entropy)).sum()
+            return {}  # a fixed α
+        loss = (self.log_ent_coef.exp() * (entropy - self.target_entropy)).sum()
         self.ent_coef_optimizer.zero_grad(set_to_none=True)
-        ent_coef_loss.backward()
+        loss.backward()
         self.ent_coef_optimizer.step()
         with th.no_grad():
             self.log_ent_coef.clamp_(LOG_ENT_COEF_MIN, LOG_ENT_COEF_MAX)
+        return {"ent_coef_loss": loss.detach()}
+
+    def _current_ent_coef(self) -> th.Tensor:
+        return self.log_ent_coef.detach().exp() if self.log_ent_coef is not None else self.ent_coef_tensor
 
     def _update_learning_rates(self) -> None:
-        """
-        SB3's schedule for every optimiser; the base and the edit actor also decay with a cosine over
-        their own updates (the base's include pretraining steps).
-        """
+        """SB3's schedule for every optimiser; the base and the edit actor also decay with a cosine over their updates."""
         learning_rate = self.lr_schedule(self._current_progress_remaining)
         for optimizer in [self.critic.optimizer] + ([self.ent_coef_optimizer] if self.ent_coef_optimizer else []):
             update_learning_rate(optimizer, learning_rate)
@@ -562,25 +533,15 @@ class EXPO(OffPolicyAlgorithm):
         self.logger.record("train/base_learning_rate", base_learning_rate)
         self.logger.record("train/edit_learning_rate", edit_learning_rate)
 
-    def _log_metrics(self, metrics: dict[str, list[th.Tensor]]) -> None:
-        """Read all metrics of the call with one device-to-host copy; stop with a clear error on NaN/inf."""
-        ent_coef = self.log_ent_coef.detach().exp() if self.log_ent_coef is not None else self.ent_coef_tensor
-        names = [*metrics, "ent_coef"]
-        values = th.stack([*(th.stack(metrics[name]).mean() for name in metrics), ent_coef.reshape(())]).cpu().tolist()
-        logged = dict(zip(names, values, strict=True))
-        for name in ("critic_loss", "base_loss", "actor_loss"):
-            if name in logged and not math.isfinite(logged[name]):
-                raise FloatingPointError(
-                    f"EXPO: train/{name} became {logged[name]} after {self._n_updates} critic updates. The usual causes "
-                    "are NaN/inf rewards or observations in the replay buffer, or unnormalised inputs of huge magnitude "
-                    "(try VecNormalize or a smaller learning_rate). The replay buffer is intact "
-                    "(save_replay_buffer still works); reload the last checkpoint to continue."
-                )
+    def _log_metrics(self, metrics: TrainMetrics) -> None:
+        """Read all metrics of the block with one device-to-host copy; stop with a clear error on NaN/inf."""
+        logged = metrics.read(ent_coef=self._current_ent_coef())
+        check_finite_losses(logged, self._n_updates)
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
         for name, value in logged.items():
             self.logger.record(f"train/{name}", value)
 
-    # ----------------------------------------------------------------------- offline data (ALGORITHM.md §5)
+    # ----------------------------------------------------------------------- offline data (docs/algorithm.md)
 
     def attach_offline_data(self, dataset: OfflineSource | None = None) -> None:
         """
@@ -589,7 +550,6 @@ class EXPO(OffPolicyAlgorithm):
         :param dataset: a Minari id, an HDF5 path or :class:`~sb3_expo.data.OfflineTransitions`;
             by default the model's ``offline_dataset``. Replaces any data attached before.
         :raises ValueError: the data does not match the env's spaces, or the replay buffer cannot mix
-            (a custom ``replay_buffer_class`` that is not an offline buffer)
         """
         dataset = self.offline_dataset if dataset is None else dataset
         if dataset is None:
@@ -620,60 +580,54 @@ class EXPO(OffPolicyAlgorithm):
         critic: bool = False,
     ) -> SelfEXPO:
         """
-        Offline-to-online: pretrain the base policy (and its EMA) by imitation of the offline data only
-        (the paper: 500k steps on AntMaze and threading, 200k on square). The critics, the edit actor and
-        the temperature start fresh in :meth:`learn`, which then needs no random warm-up
-        (``learning_starts=0``).
+        Offline-to-online: pretrain on the offline data only, before :meth:`learn` (then with ``learning_starts=0``).
 
-        With ``critic=True`` the critics, the edit actor and the temperature are trained too, on offline
-        batches only (the reference code's ``pretrain_q`` / ``pretrain_edit`` options): each step is then
-        one UTD block of :meth:`train` (``gradient_steps`` critic updates, and the base, edit and temperature
-        updates every ``policy_delay``). Use it after imitation (``pretrain(n)`` then ``pretrain(m,
-        critic=True)``) so that the on-the-fly action is ranked by fitted critics from the first online
-        step: untrained critics pick among the base's samples by noise that is the same for every state,
-        which can act far worse than the base alone (``benchmarks/README.md``).
-
-        TensorBoard: ``pretrain/base_loss`` every ``log_interval`` steps, in the same run as the following
-        ``learn()`` calls; with ``critic=True`` also the ``train/*`` keys of :meth:`train`.
+        ``pretrain(n)`` trains the base policy and its EMA by imitation. ``pretrain(m, critic=True)`` then runs
+        :meth:`train`'s UTD blocks on offline batches (critics, base, edit actor, temperature: the reference's
+        ``pretrain_q`` / ``pretrain_edit``), so that fitted critics rank the on-the-fly action from the first
+        online step; untrained ones can act far worse than the base alone (docs: Results). TensorBoard:
+        ``pretrain/*``, and with ``critic=True`` the ``train/*`` keys, in the run of the following ``learn()``.
 
         :param n_steps: gradient steps (with ``critic=True``: UTD blocks of ``gradient_steps`` critic updates)
         :param batch_size: minibatch size (default: the model's ``batch_size``)
         :param log_interval: steps between two log records
         :param tb_log_name: name of the TensorBoard run
         :param progress_bar: show a tqdm progress bar
-        :param critic: also train the critics, the edit actor and the temperature (see above)
+        :param critic: train the critics, the edit actor and the temperature too (see above)
         :raises ValueError: no offline data is attached
         """
         if not isinstance(self.replay_buffer, OfflineMixingMixin) or self.replay_buffer.offline_size == 0:
             raise ValueError("pretrain() imitates offline data: pass offline_dataset=... to EXPO first")
         if getattr(self, "_logger", None) is None:
             self.set_logger(configure_logger(self.verbose, self.tensorboard_log, tb_log_name, reset_num_timesteps=True))
-        batch_size = batch_size or self.batch_size
-        steps = range(n_steps)
+        steps: Iterable[int] = range(n_steps)
         if progress_bar:
             from tqdm.auto import tqdm
 
             steps = tqdm(steps, desc="pretraining the critics on offline data" if critic else "pretraining the base policy")
-        if critic:
-            for step in steps:
-                data = self.replay_buffer.sample_offline(self.gradient_steps * batch_size, env=self._vec_normalize_env)
-                self._train_on(data, self.gradient_steps, batch_size)
-                if (step + 1) % log_interval == 0 or step + 1 == n_steps:
-                    self.logger.dump(step=self._n_updates)
-            return self
+        pretrain_steps = self._pretrain_critics if critic else self._pretrain_base
+        pretrain_steps(steps, n_steps, batch_size or self.batch_size, log_interval)
+        return self
+
+    def _pretrain_critics(self, steps: Iterable[int], n_steps: int, batch_size: int, log_interval: int) -> None:
+        for step in steps:
+            data = self.replay_buffer.sample_offline(self.gradient_steps * batch_size, env=self._vec_normalize_env)
+            self._train_on(data, self.gradient_steps, batch_size)
+            if (step + 1) % log_interval == 0 or step + 1 == n_steps:
+                self.logger.dump(step=self._n_updates)
+
+    def _pretrain_base(self, steps: Iterable[int], n_steps: int, batch_size: int, log_interval: int) -> None:
         self.policy.set_training_mode(True)
         losses = []
         for step in steps:
             # The learning rate follows its schedule at every step, as the reference's optax schedule does.
             decay = cosine_decay(self._n_base_updates, self.policy_lr_decay_steps)
             update_learning_rate(self.base.optimizer, self.lr_schedule(self._current_progress_remaining) * decay)
-            data = self.replay_buffer.sample_offline(batch_size, env=self._vec_normalize_env)
-            obs = self.policy.extract_features(data.observations, self.policy.features_extractor)
-            losses.append(self._base_step(obs, data.actions))
+            batch = Minibatch.from_samples(self.policy, self.replay_buffer.sample_offline(batch_size, self._vec_normalize_env))
+            losses.append(self._base_step(batch.obs, batch.actions)["base_loss"])
             if (step + 1) % log_interval == 0 or step + 1 == n_steps:
                 self._log_pretraining(th.stack(losses).mean().item())
                 losses = []
-        return self
 
     def _log_pretraining(self, base_loss: float) -> None:
         if not math.isfinite(base_loss):
@@ -686,6 +640,8 @@ class EXPO(OffPolicyAlgorithm):
         self.logger.record("pretrain/learning_rate", self.base.optimizer.param_groups[0]["lr"])
         self.logger.dump(step=self._n_base_updates)
 
+    # --------------------------------------------------------------------------------- SB3 plumbing
+
     def _store_transition(
         self,
         replay_buffer: ReplayBuffer,
@@ -695,19 +651,8 @@ class EXPO(OffPolicyAlgorithm):
         dones: np.ndarray,
         infos: list[dict[str, Any]],
     ) -> None:
-        """
-        SB3's, after a check that the env's reward and observation are finite: a NaN stored in the buffer
-        would poison every later minibatch, so it is refused before it enters (the model and the buffer stay
-        as they were, and can be saved and continued with a fixed env).
-        """
-        observations = new_obs.values() if isinstance(new_obs, dict) else [new_obs]
-        for what, values in [("reward", [reward]), ("observation", observations)]:
-            if not all(np.isfinite(value).all() for value in values):
-                raise ValueError(
-                    f"The env returned a non-finite {what} at env step {self.num_timesteps}. It was not "
-                    "stored: the replay buffer and the model are unchanged. Fix the env (or clip/normalise its output) "
-                    "and continue with model.set_env(env) and model.learn(..., reset_num_timesteps=False)."
-                )
+        """SB3's, after :func:`check_finite_env_step`: the model and the buffer stay as they were on a NaN."""
+        check_finite_env_step(reward, new_obs, self.num_timesteps)
         super()._store_transition(replay_buffer, buffer_action, new_obs, reward, dones, infos)
 
     def save(
@@ -716,10 +661,7 @@ class EXPO(OffPolicyAlgorithm):
         exclude: Iterable[str] | None = None,
         include: Iterable[str] | None = None,
     ) -> None:
-        """
-        SB3's ``save``, written to a temporary file and renamed, so an interrupted save never replaces the
-        last good model with a broken one (:func:`~sb3_expo.checkpoints.write_atomically`).
-        """
+        """SB3's ``save``, written to a temporary file and renamed: an interrupted save never breaks the last good model."""
         write_atomically(path, "zip", lambda file: super(EXPO, self).save(file, exclude, include))
 
     def save_replay_buffer(self, path: str | pathlib.Path | io.BufferedIOBase) -> None:
@@ -732,8 +674,6 @@ class EXPO(OffPolicyAlgorithm):
         if self._offline_transitions is not None and isinstance(self.replay_buffer, OfflineMixingMixin):
             self.replay_buffer.attach_offline(self._offline_transitions)
 
-    # --------------------------------------------------------------------------------- SB3 plumbing
-
     def learn(
         self: SelfEXPO,
         total_timesteps: int,
@@ -743,19 +683,11 @@ class EXPO(OffPolicyAlgorithm):
         reset_num_timesteps: bool = True,
         progress_bar: bool = False,
     ) -> SelfEXPO:
-        return super().learn(
-            total_timesteps=total_timesteps,
-            callback=callback,
-            log_interval=log_interval,
-            tb_log_name=tb_log_name,
-            reset_num_timesteps=reset_num_timesteps,
-            progress_bar=progress_bar,
-        )
+        return super().learn(total_timesteps, callback, log_interval, tb_log_name, reset_num_timesteps, progress_bar)
 
     def _excluded_save_params(self) -> list[str]:
         excluded = [*super()._excluded_save_params(), "base", "base_ema", "edit_actor", "critic", "critic_target"]
-        excluded.append("_offline_transitions")  # the data is reloaded from `offline_dataset`, never saved
-        excluded += ["_td_targets_fn", "_critic_loss_fn"]  # rebound (and recompiled) when the model is rebuilt
+        excluded += ["_offline_transitions", "_td_target", "_critic_loss"]  # reloaded / rebound when the model is rebuilt
         if isinstance(self.offline_dataset, OfflineTransitions):
             excluded.append("offline_dataset")
         return excluded

@@ -8,6 +8,7 @@ takes part and implements that selection; the training losses live in :class:`sb
 
 import copy
 import math
+import warnings
 from typing import Any, NamedTuple
 
 import torch as th
@@ -206,6 +207,15 @@ class ExpoPolicy(BasePolicy):
             )
         if not (math.isfinite(edit_scale) and edit_scale > 0):
             raise ValueError(f"edit_scale (β) must be a finite number > 0, got {edit_scale}")
+        if edit_scale > 1:
+            warnings.warn(
+                f"edit_scale (β) = {edit_scale} > 1: an edit can move an action by more than half the width of the action "
+                "space (actions are in [-1, 1]), so edited candidates are mostly clipped to the bounds. The paper uses "
+                "0.05-0.7.",
+                stacklevel=2,
+            )
+        if diffusion_steps < 1:
+            raise ValueError(f"diffusion_steps (T) must be >= 1, got {diffusion_steps} (the paper: 10)")
 
         self.net_arch = [256, 256, 256] if net_arch is None else net_arch
         self.activation_fn = activation_fn

@@ -115,14 +115,14 @@ def test_otf_action_is_the_candidate_with_the_highest_q(tiny_kwargs, determinist
     th.testing.assert_close(actions, th.tensor([[0.35], [0.3]]))
 
 
-def table_score(q: th.Tensor):
+def table_critic(q: th.Tensor):
     """A stand-in for the target critics: candidate c of state b is the action ``[c]``, valued ``q[e, b, c]``."""
 
-    def score(actions: th.Tensor, members: th.Tensor) -> th.Tensor:
+    def critic(obs: th.Tensor, actions: th.Tensor, members: th.Tensor) -> th.Tensor:
         index = actions.squeeze(-1).long().unsqueeze(0).expand(len(members), -1, -1)
         return q.index_select(0, members).gather(2, index)
 
-    return score
+    return critic
 
 
 def test_td_target_selects_with_one_subset_and_values_with_another():
@@ -132,7 +132,8 @@ def test_td_target_selects_with_one_subset_and_values_with_another():
     one = th.tensor([1.0])
 
     def target_of(not_terminal, selection, value):
-        return td_target(table_score(q), candidates, one, not_terminal, 0.5, th.tensor(selection), th.tensor(value))
+        next_obs = th.zeros(1, 2)
+        return td_target(table_critic(q), next_obs, candidates, one, not_terminal, 0.5, th.tensor(selection), th.tensor(value))
 
     target, best = target_of(one, [0, 1], [2, 3])
     assert best.tolist() == [2]
@@ -154,7 +155,8 @@ def test_td_targets_equal_the_definition_over_all_target_critics(tiny_kwargs):
     candidates = th.rand(16, 6, 1) * 2 - 1
     selection, value = th.tensor([4, 1]), th.tensor([0, 2])
     with th.no_grad():
-        target, best = model._td_targets(next_obs, candidates, rewards, not_terminal, selection, value)
+        critic, gamma = model.critic_target, model.gamma
+        target, best = td_target(critic, next_obs, candidates, rewards, not_terminal, gamma, selection, value)
         q_all = model.policy.score_candidates(next_obs, candidates)  # (E, B, C)
     expected_best = q_all[selection].min(dim=0).values.argmax(dim=1)
     q_best = q_all[:, th.arange(16), expected_best]  # (E, B)
@@ -220,7 +222,7 @@ def test_temperature_stays_finite_over_1e5_updates_with_the_reference_target(tin
     model = EXPO("MlpPolicy", "Pendulum-v1", **{**tiny_kwargs, "edit_scale": 0.05, "target_entropy": -0.5})
     best_log_prob = th.full((16,), -math.log(2 * 0.05))  # the largest entropy an edit of scale 0.05 can have
     for _ in range(100_000):
-        model._update_temperature(best_log_prob)
+        model._temperature_step(-best_log_prob.mean())
     assert math.isfinite(model.log_ent_coef.item())
     assert model.log_ent_coef.item() == pytest.approx(LOG_ENT_COEF_MAX)
     actor_loss = model.log_ent_coef.exp() * best_log_prob.mean()
@@ -233,7 +235,7 @@ def test_default_target_entropy_is_reachable_and_measured_on_u(tiny_kwargs):
     assert model.target_entropy < math.log(2 * 0.05)  # below the largest reachable entropy
     # Entropy above target lowers α, below target raises it.
     start = model.log_ent_coef.item()
-    model._update_temperature(th.full((16,), -math.log(2 * 0.05)))
+    model._temperature_step(th.tensor(math.log(2 * 0.05)))
     assert model.log_ent_coef.item() < start
 
 
@@ -311,7 +313,7 @@ def test_temperature_gradient_is_alpha_times_the_entropy_gap(tiny_kwargs):
     log_prob = th.full((16,), 0.3)
     gradients = []
     model.ent_coef_optimizer.step = lambda: gradients.append(model.log_ent_coef.grad.clone())
-    model._update_temperature(log_prob)
+    model._temperature_step(-log_prob.mean())
     entropy_gap = -0.3 - model.target_entropy
     assert gradients[0].item() == pytest.approx(0.1 * entropy_gap, rel=1e-5)
 
