@@ -148,3 +148,40 @@ def test_resume_refuses_an_env_it_cannot_put_back(tmp_path, tiny_kwargs):
     assert any("no longer identical" in str(warning.message) for warning in caught)
     model.learn(remaining_timesteps(model), reset_num_timesteps=False)
     assert model.num_timesteps == 40
+
+
+def test_sb3_expo_train_resume_continues_a_run_exactly(tmp_path):
+    """``sb3-expo train --save-freq``, then ``--resume`` from its first checkpoint: the same final model."""
+    pytest.importorskip("rl_zoo3")
+    tiny = [
+        "batch_size:16",
+        "n_critics:2",
+        "n_base_samples:2",
+        "n_edit_samples:2",
+        "diffusion_steps:2",
+        "gradient_steps:1",
+        "policy_delay:1",
+        "learning_starts:50",
+        "policy_kwargs:dict(net_arch=[16],denoiser_width=16,denoiser_blocks=1)",
+    ]
+    command = [sys.executable, "-m", "sb3_expo.zoo.cli", "train", "--env", "Pendulum-v1",
+               "--env-kwargs", "max_episode_steps:50", "-n", "300", "--seed", "0", "--num-threads", "1",
+               "--device", "cpu", "--eval-freq", "-1", "-f", "logs"]  # fmt: skip
+
+    def train(*extra):
+        arguments = [*command, *extra, "-params", *tiny]
+        result = subprocess.run(arguments, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+        return result.stdout
+
+    train("--save-freq", "100")
+    first = tmp_path / "logs" / "expo" / "Pendulum-v1_1"
+    assert [path.name for path in list_checkpoints(first / "checkpoints")] == ["expo_100_steps", "expo_200_steps"]
+    stdout = train("--resume", str(first / "checkpoints" / "expo_100_steps"))
+    assert "Resumed at 100 env steps: 200 more to reach 300" in stdout
+    full = EXPO.load(first / "Pendulum-v1.zip", device="cpu")
+    resumed = EXPO.load(tmp_path / "logs" / "expo" / "Pendulum-v1_2" / "Pendulum-v1.zip", device="cpu")
+    assert resumed.num_timesteps == full.num_timesteps == 300
+    for (name, a), b in zip(full.policy.state_dict().items(), resumed.policy.state_dict().values()):
+        assert th.equal(a, b), name
+    assert not (tmp_path / "logs" / "tensorboard" / "Pendulum-v1" / "EXPO_2").exists()  # the same TensorBoard run

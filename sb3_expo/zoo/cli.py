@@ -61,6 +61,10 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     command, options = argv[0], argv[1:]
     register_expo(for_playing=command == "enjoy")
+    if command == "train":  # exact checkpoints with --save-freq, and --resume FOLDER (sb3_expo.zoo.resume)
+        from sb3_expo.zoo.resume import take_resume_option
+
+        options = take_resume_option(options)
     if "--algo" not in options:
         options = ["--algo", "expo", *options]
     sys.argv = [f"sb3-expo {command}", *options]
