@@ -14,6 +14,13 @@ Each job keeps its state in ``<out>/jobs/<task>__<method>__<seed>/``:
 Running the same command again skips finished jobs and resumes interrupted ones from their last
 checkpoint; a larger ``--steps`` extends finished jobs from their final checkpoint. Then the results of
 all jobs under ``<out>`` are aggregated (:mod:`benchmarks.learning.report`).
+
+Several machines share the grid with ``--storage <database URL>`` (:mod:`benchmarks.learning.claims`):
+the same command on each machine, and each job is claimed from the database by exactly one worker; a
+job whose worker died is claimed again by another one::
+
+    python -m benchmarks.learning.run --tasks pointmaze --seeds 0 1 2 3 4 --jobs 2 \\
+        --storage postgresql://user:password@dbhost/benchmarks --sweep pointmaze-5-seeds
 """
 
 import argparse
@@ -34,7 +41,7 @@ import numpy as np
 import torch as th
 from stable_baselines3.common.monitor import Monitor
 
-from benchmarks.learning import report
+from benchmarks.learning import claims, report
 from benchmarks.learning.methods import METHODS, Method, get_method, load_offline
 from benchmarks.learning.tasks import TASKS, Task, get_task
 from sb3_expo.evaluation import evaluate_success_rate
@@ -64,6 +71,11 @@ class Job:
     @property
     def name(self) -> str:
         return f"{self.task}__{self.method}__{self.seed}"
+
+    @classmethod
+    def from_name(cls, name: str) -> "Job":
+        task, method, seed = name.split("__")
+        return cls(task, method, int(seed))
 
 
 # ------------------------------------------------------------------------------------------ job directory
@@ -252,6 +264,50 @@ def run_jobs(jobs: Sequence[Job], out: Path, device: str = "cpu", steps: int | N
     return failures
 
 
+def _claim_and_run(
+    storage: str, sweep: str, heartbeat_interval: float, out: Path, device: str, steps: int | None
+) -> tuple[int, int]:
+    """One worker of a shared sweep: claim jobs from the database and run them until none is left."""
+    board = claims.JobBoard(storage, sweep, heartbeat_interval)
+    th.set_num_threads(1)
+    return claims.work(
+        board, lambda name: run_job(Job.from_name(name), out, device, steps), log=lambda line: print(line, flush=True)
+    )
+
+
+def run_claimed_jobs(
+    jobs: Sequence[Job],
+    storage: str,
+    sweep: str,
+    out: Path,
+    device: str = "cpu",
+    steps: int | None = None,
+    n_workers: int = 1,
+    heartbeat_interval: float = claims.DEFAULT_HEARTBEAT_INTERVAL,
+) -> int:
+    """
+    Register the jobs in the shared database, then run ``n_workers`` workers that claim them (this
+    process when 1) until none is left, here or on any other machine.
+
+    :return: the number of jobs that failed on this machine
+    """
+    board = claims.JobBoard(storage, sweep, heartbeat_interval)
+    board.add([job.name for job in jobs])
+    args = (storage, sweep, heartbeat_interval, out, device, steps)
+    if n_workers <= 1:
+        failures = _claim_and_run(*args)[1]
+    else:
+        context = mp.get_context("spawn")
+        cores = context.Queue()
+        available = sorted(os.sched_getaffinity(0))
+        for worker in range(n_workers):
+            cores.put(available[worker % len(available)])
+        with ProcessPoolExecutor(n_workers, mp_context=context, initializer=_pin_worker, initargs=(cores,)) as pool:
+            failures = sum(future.result()[1] for future in [pool.submit(_claim_and_run, *args) for _ in range(n_workers)])
+    print(board.table())
+    return failures
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tasks", nargs="+", default=["pointmaze"], help=f"registered: {sorted(TASKS)}")
@@ -261,6 +317,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--device", default="cpu", help="torch device of every model: cpu, cuda, auto")
     parser.add_argument("--jobs", type=int, default=1, help="jobs in parallel, each in its own process pinned to one core")
     parser.add_argument("--steps", type=int, default=None, help="online env steps per job instead of each task's budget")
+    parser.add_argument("--storage", default=None, help="database URL shared by several machines (claims.py)")
+    parser.add_argument("--sweep", default="learning", help="name of the job grid in --storage")
+    parser.add_argument("--heartbeat-interval", type=float, default=claims.DEFAULT_HEARTBEAT_INTERVAL, help="seconds")
     return parser.parse_args(argv)
 
 
@@ -273,7 +332,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         task.build_dataset()
     # Seed-major order: an interrupted benchmark has every method of the first seeds rather than all seeds of some methods.
     jobs = [Job(task.name, method, seed) for task in tasks for seed in args.seeds for method in args.methods]
-    failures = run_jobs(jobs, args.out, args.device, args.steps, args.jobs)
+    if args.storage is not None:
+        failures = run_claimed_jobs(
+            jobs, args.storage, args.sweep, args.out, args.device, args.steps, args.jobs, args.heartbeat_interval
+        )
+    else:
+        failures = run_jobs(jobs, args.out, args.device, args.steps, args.jobs)
     report.write_report(args.out)
     if failures:
         print(f"{failures} of {len(jobs)} jobs failed; run the same command again to retry them")

@@ -6,7 +6,12 @@ The ``sb3-expo`` command: rl-zoo's ``train`` and ``enjoy`` with EXPO registered 
     sb3-expo enjoy --env sb3_expo/AntMaze-large-diverse-v1 -f logs --no-render
     sb3-expo train --env Pendulum-v1 -optimize --n-trials 20 -n 20000
 
-Every other option is rl-zoo's (``sb3-expo train --help``).
+Every other option is rl-zoo's (``sb3-expo train --help``), plus ``--heartbeat-interval SECONDS`` for
+``-optimize`` on a database ``--storage`` (:mod:`sb3_expo.zoo.sweeps`; default 60). Two commands read
+such a study::
+
+    sb3-expo trials --storage postgresql://host/db --study-name pendulum
+    sb3-expo best-params --storage postgresql://host/db --study-name pendulum -o best.yml
 """
 
 import sys
@@ -15,7 +20,11 @@ from collections.abc import Callable, Sequence
 from sb3_expo.optional import import_optional
 
 COMMANDS = ("train", "enjoy")
-USAGE = f"usage: sb3-expo {{{','.join(COMMANDS)}}} [rl-zoo options]   (sb3-expo train --help for the options)"
+STUDY_COMMANDS = ("trials", "best-params")
+USAGE = (
+    f"usage: sb3-expo {{{','.join(COMMANDS)}}} [rl-zoo options]   (sb3-expo train --help for the options)\n"
+    f"       sb3-expo {{{','.join(STUDY_COMMANDS)}}} --storage URL --study-name NAME   (an -optimize study)"
+)
 
 
 def register_expo(for_playing: bool = False) -> None:
@@ -45,6 +54,20 @@ def _command(name: str) -> Callable[[], None]:
     return {"train": rl_zoo3.train.train, "enjoy": rl_zoo3.enjoy.enjoy}[name]
 
 
+def _take_heartbeat_interval(options: list[str]) -> list[str]:
+    """Remove ``--heartbeat-interval N`` (rl-zoo does not know it) and set it on the experiment manager."""
+    for i, option in enumerate(options):
+        if option == "--heartbeat-interval" or option.startswith("--heartbeat-interval="):
+            value = option.partition("=")[2] if "=" in option else (options[i + 1] if i + 1 < len(options) else "")
+            if not value.isdigit() or int(value) < 1:
+                raise SystemExit(f"sb3-expo: --heartbeat-interval needs a whole number of seconds >= 1, got {value!r}")
+            from sb3_expo.zoo.experiment import ExpoExperimentManager
+
+            ExpoExperimentManager.heartbeat_interval = int(value)
+            return options[:i] + options[i + (1 if "=" in option else 2) :]
+    return options
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """
     Entry point of ``sb3-expo``.
@@ -53,13 +76,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     :raises ImportError: rl-zoo is not installed (the message names the ``zoo`` extra)
     """
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in STUDY_COMMANDS:
+        import_optional("optuna", "zoo")
+        from sb3_expo.zoo import sweeps
+
+        sweeps.main(argv[0], argv[1:])
+        return
     if not argv or argv[0] not in COMMANDS:
         print(USAGE, file=sys.stderr)
         raise SystemExit(0 if argv and argv[0] in ("-h", "--help") else 2)
     import_optional("rl_zoo3", "zoo")
     import sb3_expo.tasks  # noqa: F401  (registers the paper's task ids)
 
-    command, options = argv[0], argv[1:]
+    command, options = argv[0], _take_heartbeat_interval(argv[1:])
     register_expo(for_playing=command == "enjoy")
     if command == "train":  # exact checkpoints with --save-freq, and --resume FOLDER (sb3_expo.zoo.resume)
         from sb3_expo.zoo.resume import take_resume_option

@@ -13,17 +13,23 @@ Extra keys a YAML entry may hold besides EXPO's arguments (removed before ``EXPO
 - ``deterministic_eval``: ``false`` evaluates the stochastic on-the-fly policy, as the paper does.
 """
 
+import math
 import os
 import sys
+from functools import partial
 from typing import Any
+from unittest import mock
 
+import optuna
+import rl_zoo3.exp_manager
+import torch as th
 from rl_zoo3.exp_manager import ExperimentManager
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 
 from sb3_expo.expo import EXPO
 from sb3_expo.tasks import prepare_offline_dataset
-from sb3_expo.zoo import DEFAULT_HYPERPARAMS
+from sb3_expo.zoo import DEFAULT_HYPERPARAMS, sweeps
 
 # YAML key -> (ExperimentManager attribute, command-line flags that override it)
 EVALUATION_KEYS = {
@@ -81,16 +87,23 @@ def _on_command_line(flags: tuple[str, ...]) -> bool:
 
 class ExpoExperimentManager(ExperimentManager):
     """
-    rl-zoo's experiment manager, with three differences for EXPO:
+    rl-zoo's experiment manager, with these differences for EXPO:
 
     - without ``-conf`` the hyperparameters come from :data:`~sb3_expo.zoo.DEFAULT_HYPERPARAMS`;
     - without ``-tb`` TensorBoard logs go to ``<log folder>/tensorboard/<env>`` (never during ``-optimize``);
     - the extra YAML keys of this module are applied, and a local offline dataset the entry names
       (the PointMaze demo data, the relabelled Adroit data) is built if it is missing. A robomimic entry
-      whose ``offline_dataset`` is null takes the file of ``--env-kwargs dataset_path:...``.
+      whose ``offline_dataset`` is null takes the file of ``--env-kwargs dataset_path:...``;
+    - ``-optimize --storage <database URL>``: the study is shared safely by workers on many machines
+      (:mod:`sb3_expo.zoo.sweeps`: heartbeats, dead workers' trials retried, ``--max-total-trials``
+      that waits for them), each trial records the worker that ran it, and a trial that hits a NaN or
+      runs out of GPU memory is recorded as failed instead of stopping the worker.
 
     Arguments: those of ``rl_zoo3.exp_manager.ExperimentManager``.
     """
+
+    # Seconds between two heartbeats of a running trial in a database study (``--heartbeat-interval``).
+    heartbeat_interval: int = sweeps.DEFAULT_HEARTBEAT_INTERVAL
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
@@ -123,6 +136,53 @@ class ExpoExperimentManager(ExperimentManager):
             pretrain = PretrainCallback(pretrain_steps, critic_pretrain_steps, progress_bar=self.show_progress)
             hyperparams["callback"] = [pretrain, *callbacks]
         return super()._preprocess_hyperparams(hyperparams)
+
+    def hyperparameters_optimization(self) -> None:
+        """
+        rl-zoo's ``-optimize``. With a database ``--storage`` the study gets the storage of
+        :func:`~sb3_expo.zoo.sweeps.shared_storage` (rl-zoo passes the bare URL to Optuna) and
+        ``--max-total-trials`` the stop of :class:`~sb3_expo.zoo.sweeps.SharedStudyMaxTrials`; the
+        study records its env for ``sb3-expo best-params``. Everything else is rl-zoo's.
+        """
+        if not sweeps.is_database_url(self.storage):
+            return super().hyperparameters_optimization()
+        create_study = optuna.create_study
+        storage = sweeps.shared_storage(self.storage, self.heartbeat_interval)
+
+        def create_shared_study(**kwargs: Any) -> optuna.Study:
+            study = create_study(**{**kwargs, "storage": storage})
+            study.set_user_attr(sweeps.ENV_ATTR, self.env_name.gym_id)
+            return study
+
+        max_trials = partial(sweeps.SharedStudyMaxTrials, poll_interval=min(5.0, self.heartbeat_interval / 2))
+        with (
+            mock.patch.object(rl_zoo3.exp_manager.optuna, "create_study", create_shared_study),
+            mock.patch.object(rl_zoo3.exp_manager, "MaxTrialsCallback", max_trials),
+        ):
+            return super().hyperparameters_optimization()
+
+    def objective(self, trial: optuna.Trial) -> float:
+        """
+        rl-zoo's trial, which also records the worker (``<host>:<pid>``) as the trial's ``worker``
+        attribute. A NaN in training (``FloatingPointError``) or running out of GPU memory returns NaN:
+        Optuna records the trial as ``FAIL`` and the worker goes on to the next one.
+
+        Each trial gets its own copy of the entry's ``policy_kwargs``: rl-zoo shares one dict between
+        the trials of a worker, and EXPO writes its policy options (N, K, β, ...) into the dict it is
+        given, so the second trial would otherwise find the first one's values there.
+        """
+        trial.set_user_attr(sweeps.WORKER_ATTR, sweeps.worker_name())
+        hyperparams = self._hyperparams
+        if isinstance(hyperparams.get("policy_kwargs"), dict):
+            self._hyperparams = {**hyperparams, "policy_kwargs": dict(hyperparams["policy_kwargs"])}
+        try:
+            return super().objective(trial)
+        except (FloatingPointError, th.cuda.OutOfMemoryError) as error:
+            print(f"Trial {trial.number} failed: {type(error).__name__}: {error}")
+            trial.set_user_attr("error", f"{type(error).__name__}: {error}"[:500])
+            return math.nan
+        finally:
+            self._hyperparams = hyperparams
 
     def learn(self, model: BaseAlgorithm) -> None:
         super().learn(model)
