@@ -1,0 +1,167 @@
+"""
+Checks that stop or warn early, with the reason: a non-finite loss before the optimiser step that it
+would corrupt, and configurations that silently waste data or memory (EXPO's argument checks call them).
+"""
+
+import math
+import warnings
+from collections.abc import Iterable
+
+import numpy as np
+import torch as th
+from gymnasium import spaces
+from stable_baselines3.common.preprocessing import is_image_space
+
+from sb3_expo.buffers import offline_row_mask
+
+
+def check_finite(loss: th.Tensor, name: str, n_updates: int, parameters: Iterable[th.Tensor] | None = None) -> None:
+    """
+    Raise if ``loss`` (or a gradient of ``parameters``) is NaN or infinite. Call it after ``backward()``
+    and before ``optimizer.step()``: the parameters, the optimiser's moments and the target networks are
+    then still those of the last good update, so the model in memory can be saved or continued.
+
+    Costs one device-to-host copy (one synchronisation on a GPU); the gradients are checked through
+    their total norm (one fused kernel), which is also infinite if it overflows float32.
+
+    :param loss: the scalar loss about to be stepped on
+    :param name: its name in the logs (``"train/critic_loss"``)
+    :param n_updates: the update counter, for the message
+    :param parameters: also check the gradients of these (those without a gradient are skipped)
+    :raises FloatingPointError: the loss or a gradient is not finite; no parameter was changed
+    """
+    loss = loss.detach()
+    checks = [th.isfinite(loss).all()]
+    gradients = [parameter.grad for parameter in parameters or () if parameter.grad is not None]
+    if gradients:
+        checks.append(th.isfinite(th.nn.utils.get_total_norm(gradients)))
+    loss_ok, *gradients_ok = th.stack(checks).tolist()
+    if loss_ok and all(gradients_ok):
+        return
+    what = f"{name} became {loss.float().mean().item()}" if not loss_ok else f"the gradient of {name} became NaN or inf"
+    raise FloatingPointError(
+        f"EXPO: {what} at update {n_updates}. The optimiser step was not taken: the model in memory is the last good one "
+        "(model.save() and save_replay_buffer() still work). The usual causes are NaN/inf rewards or observations, "
+        "unnormalised inputs of huge magnitude (try VecNormalize or a smaller learning_rate), or a reward_scale that makes "
+        "Q-values overflow; or continue from the last checkpoint (sb3_expo.checkpoints.resume)."
+    )
+
+
+def checked_step(
+    optimizer: th.optim.Optimizer, loss: th.Tensor, name: str, n_updates: int, check_gradients: bool = True
+) -> None:
+    """
+    One optimiser step with :func:`check_finite` between ``backward()`` and ``step()``:
+    ``zero_grad(set_to_none=True)``, ``loss.backward()``, the check, ``optimizer.step()``.
+
+    :param optimizer: the optimiser of the parameters ``loss`` depends on
+    :param loss: a scalar loss
+    :param name: its name in the logs, for the message
+    :param n_updates: the update counter, for the message
+    :param check_gradients: also check the gradients of the optimiser's parameters
+    :raises FloatingPointError: the loss or a gradient is not finite (the gradients stay, the step is not taken)
+    """
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    parameters = [parameter for group in optimizer.param_groups for parameter in group["params"]] if check_gradients else None
+    check_finite(loss, name, n_updates, parameters)
+    optimizer.step()
+
+
+def offline_batch_size_warning(batch_size: int, offline_size: int, offline_ratio: float) -> str | None:
+    """
+    The reason to warn about a ``batch_size`` larger than the offline dataset, or None.
+
+    :param batch_size: EXPO's (or pretraining's) minibatch size
+    :param offline_size: transitions in the offline dataset
+    :param offline_ratio: the share of offline rows in a batch once the online buffer holds data
+    :raises ValueError: the offline dataset is empty
+    """
+    if offline_size <= 0:
+        raise ValueError("The offline dataset holds no transitions: nothing to mix into the batches or to pretrain on")
+    if batch_size <= offline_size:
+        return None
+    n_offline = int(offline_row_mask(batch_size, offline_ratio).sum())
+    return (
+        f"batch_size={batch_size} is larger than the offline dataset ({offline_size} transitions). Offline rows are drawn "
+        f"with replacement, so every all-offline batch (pretrain(), and learn() until the online buffer holds data) repeats "
+        f"transitions: at least {batch_size - offline_size} of its {batch_size} rows are duplicates, and the batch averages "
+        f"over fewer distinct transitions than it costs; later batches take {n_offline} offline rows (offline_ratio "
+        f"{offline_ratio}) from the same {offline_size}. Use batch_size <= {offline_size}, or more offline data."
+    )
+
+
+def check_offline_batch_size(batch_size: int, offline_size: int, offline_ratio: float, stacklevel: int = 2) -> None:
+    """Warn (``UserWarning``) with :func:`offline_batch_size_warning`'s reason when there is one."""
+    message = offline_batch_size_warning(batch_size, offline_size, offline_ratio)
+    if message is not None:
+        warnings.warn(message, stacklevel=stacklevel + 1)
+
+
+def _is_image(space: spaces.Space) -> bool:
+    return isinstance(space, spaces.Box) and is_image_space(space, check_channels=False)
+
+
+def replay_buffer_observation_bytes(
+    observation_space: spaces.Space, buffer_size: int, optimize_memory_usage: bool = False
+) -> int:
+    """
+    Bytes of the observations (and next observations) SB3's replay buffer allocates for ``buffer_size``
+    transitions: ``buffer_size · prod(shape) · itemsize``, twice without ``optimize_memory_usage``.
+    """
+    subspaces = observation_space.spaces.values() if isinstance(observation_space, spaces.Dict) else [observation_space]
+    per_transition = sum(int(np.prod(space.shape)) * np.dtype(space.dtype).itemsize for space in subspaces)
+    copies = 1 if optimize_memory_usage and not isinstance(observation_space, spaces.Dict) else 2
+    return buffer_size * per_transition * copies
+
+
+def _gigabytes(n_bytes: float) -> str:
+    return f"{n_bytes / 1e9:.1f} GB"
+
+
+def image_observation_warning(
+    observation_space: spaces.Space, policy: str | type, buffer_size: int, optimize_memory_usage: bool = False
+) -> str | None:
+    """
+    The reason to warn about image observations with ``MlpPolicy``, with the replay buffer's size in
+    bytes, or None (vector observations, or another policy).
+
+    :param observation_space: the env's observation space
+    :param policy: the policy name or class given to EXPO
+    :param buffer_size: the replay buffer's size in transitions
+    :param optimize_memory_usage: whether the buffer stores each observation once
+    """
+    policy_name = policy if isinstance(policy, str) else getattr(policy, "__name__", str(policy))
+    if policy_name != "MlpPolicy" or not _is_image(observation_space):
+        return None
+    n_bytes = replay_buffer_observation_bytes(observation_space, buffer_size, optimize_memory_usage)
+    message = (
+        f"Image observations {observation_space.shape} with MlpPolicy: EXPO has no convolutional policy, so every network "
+        f"reads the image flattened into {int(np.prod(observation_space.shape))} inputs, and the replay buffer stores "
+        f"{buffer_size} {'' if optimize_memory_usage else 'pairs of '}images: {_gigabytes(n_bytes)} "
+        f"({n_bytes} bytes) of observations"
+    )
+    try:
+        import psutil
+
+        available = psutil.virtual_memory().available
+        message += f", with {_gigabytes(available)} of memory available now"
+    except ImportError:
+        pass
+    fixes = ["a smaller buffer_size", "low-dimensional observations (the env's state)"]
+    if not optimize_memory_usage:
+        fixes.insert(1, f"optimize_memory_usage=True (halves it to {_gigabytes(math.ceil(n_bytes / 2))})")
+    return message + ". Consider " + ", ".join(fixes) + "."
+
+
+def check_image_observations(
+    observation_space: spaces.Space,
+    policy: str | type,
+    buffer_size: int,
+    optimize_memory_usage: bool = False,
+    stacklevel: int = 2,
+) -> None:
+    """Warn (``UserWarning``) with :func:`image_observation_warning`'s reason when there is one."""
+    message = image_observation_warning(observation_space, policy, buffer_size, optimize_memory_usage)
+    if message is not None:
+        warnings.warn(message, stacklevel=stacklevel + 1)
