@@ -1,11 +1,8 @@
 """EXPO: Expressive Policy Optimization (Dong, Li, Sadigh, Finn, 2025), as an SB3 off-policy algorithm."""
 
-import io
 import math
-import pathlib
 import warnings
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
@@ -16,192 +13,57 @@ from stable_baselines3.common.noise import ActionNoise
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, ReplayBufferSamples, Schedule
-from stable_baselines3.common.utils import configure_logger, polyak_update, update_learning_rate
+from stable_baselines3.common.utils import polyak_update, update_learning_rate
 
-from sb3_expo.buffers import DictOfflineReplayBuffer, OfflineMixingMixin, OfflineReplayBuffer
-from sb3_expo.checkpoints import write_atomically
-from sb3_expo.critics import CriticEnsemble, random_subsets
-from sb3_expo.data import OfflineSource, OfflineTransitions, RewardTransform, load_offline_dataset
+from sb3_expo.critics import random_subsets
+from sb3_expo.data import OfflineSource, OfflineTransitions, RewardTransform
+from sb3_expo.offline import DEFAULT_OFFLINE_RATIO, OfflineToOnline, choose_replay_buffer_class
 from sb3_expo.policies import ExpoPolicy, MlpPolicy, MultiInputPolicy
+from sb3_expo.safeguards import Safeguards
+from sb3_expo.update import Minibatch, TrainMetrics, check_finite_losses, cosine_decay, critic_loss, td_target
+
+__all__ = ["DEFAULT_OFFLINE_RATIO", "EXPO", "LOG_ENT_COEF_MAX", "LOG_ENT_COEF_MIN", "cosine_decay", "td_target"]
 
 SelfEXPO = TypeVar("SelfEXPO", bound="EXPO")
 
-# RLPD's symmetric sampling: half of every minibatch offline.
-DEFAULT_OFFLINE_RATIO = 0.5
 # log α is clamped to this range after every temperature step, so α (and every loss it scales) stays finite.
 LOG_ENT_COEF_MIN, LOG_ENT_COEF_MAX = -20.0, 20.0
-# EXPO's arguments that configure the policy. Their one home is ``policy_kwargs`` (EXPO reads them back from it).
-POLICY_OPTIONS = (
-    "n_critics", "critic_subset_size", "n_base_samples", "n_edit_samples", "edit_scale", "diffusion_steps", "mixed_precision",
-)  # fmt: skip
 
 
-def td_target(
-    critic_target: CriticEnsemble,
-    next_obs: th.Tensor,
-    candidates: th.Tensor,
-    rewards: th.Tensor,
-    not_terminal: th.Tensor,
-    gamma: float,
-    selection_subset: th.Tensor,
-    value_subset: th.Tensor,
-) -> tuple[th.Tensor, th.Tensor]:
-    """
-    EXPO's TD target (docs/algorithm.md, "TD target"): pick the next action a* among the OTF candidates by the
-    minimum over one random subset of target critics, then bootstrap from the minimum over an
-    *independent* subset at a*. There is no entropy term in the backup.
-
-    Only the critics these minima use are evaluated: the selection subset on every candidate, the value
-    subset on a* alone (with 10 critics, subsets of 2 and 16 candidates: 34 critic evaluations per state, not 160).
-
-    :param critic_target: the target critic ensemble; ``critic_target(obs, actions, members)`` is ``(k, ...)``
-    :param next_obs: features of s' ``(B, obs_dim)``
-    :param candidates: the OTF candidates at s' ``(B, C, action_dim)``
-    :param rewards: ``(B,)``
-    :param not_terminal: ``1 - terminated`` ``(B,)`` (truncation is not termination)
-    :param gamma: discount factor
-    :param selection_subset: critic indices that rank candidates
-    :param value_subset: critic indices that value a*
-    :return: the targets ``(B,)`` and the index of a* among the candidates ``(B,)``
-    """
-    n_candidates = candidates.shape[1]
-    candidate_obs = next_obs.unsqueeze(1).expand(-1, n_candidates, -1)
-    best = critic_target(candidate_obs, candidates, selection_subset).min(dim=0).values.argmax(dim=1)
-    best_action = candidates.gather(1, best.view(-1, 1, 1).expand(-1, 1, candidates.shape[-1]))
-    q_best = critic_target(next_obs.unsqueeze(1), best_action, value_subset).squeeze(-1).min(dim=0).values
-    return rewards + gamma * not_terminal * q_best, best
+def merge_policy_options(policy_kwargs: dict[str, Any], **options: Any) -> None:
+    """``policy_kwargs`` is the one home of the policy's options: the same key there with another value is an error."""
+    conflicts = [f"policy_kwargs {key}={policy_kwargs[key]!r} vs EXPO {key}={value!r}" for key, value in options.items()
+                 if key in policy_kwargs and policy_kwargs[key] != value]  # fmt: skip
+    if conflicts:
+        raise ValueError(f"Options given twice with different values ({', '.join(conflicts)}): pass them to EXPO only")
+    policy_kwargs.update(options)
 
 
-def critic_loss(critic: CriticEnsemble, obs: th.Tensor, actions: th.Tensor, target: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
-    """Mean squared TD error of every critic against the same target; also returns the Q-values ``(E, B)``."""
-    q_values = critic(obs, actions)
-    return ((q_values - target) ** 2).mean(), q_values
-
-
-def cosine_decay(step: int, decay_steps: int | None) -> float:
-    """Factor of the cosine learning-rate decay from 1 to 0 over ``decay_steps`` (1 when ``decay_steps`` is None)."""
-    if decay_steps is None:
-        return 1.0
-    return 0.5 * (1.0 + math.cos(math.pi * min(step, decay_steps) / decay_steps))
-
-
-@dataclass
-class Minibatch:
-    """One minibatch of an update, observations already through the features extractor."""
-
-    obs: th.Tensor
-    actions: th.Tensor
-    rewards: th.Tensor
-    not_terminal: th.Tensor
-    next_obs: th.Tensor
-
-    @classmethod
-    def from_samples(cls, policy: ExpoPolicy, data: ReplayBufferSamples) -> "Minibatch":
-        features = policy.features_extractor
-        return cls(
-            policy.extract_features(data.observations, features),
-            data.actions,
-            data.rewards.flatten(),
-            1.0 - data.dones.flatten(),
-            policy.extract_features(data.next_observations, features),
-        )
-
-    def split(self, batch_size: int) -> list["Minibatch"]:
-        """Views of consecutive minibatches of ``batch_size`` rows."""
-        parts = [tensor.split(batch_size) for tensor in vars(self).values()]
-        return [Minibatch(*tensors) for tensors in zip(*parts, strict=True)]
-
-
-class TrainMetrics:
-    """The metrics of one update block, kept on the device and read back with a single host copy."""
-
-    def __init__(self) -> None:
-        self.values: dict[str, list[th.Tensor]] = {}
-
-    def add(self, metrics: dict[str, th.Tensor]) -> None:
-        for name, value in metrics.items():
-            self.values.setdefault(name, []).append(value.detach())
-
-    def read(self, **scalars: th.Tensor) -> dict[str, float]:
-        """The mean of every metric over the block, and ``scalars`` as they are, as Python floats."""
-        means = [th.stack(values).mean() for values in self.values.values()]
-        values = th.stack([*means, *(value.reshape(()) for value in scalars.values())]).cpu().tolist()
-        return dict(zip([*self.values, *scalars], values, strict=True))
-
-
-def check_finite_losses(logged: dict[str, float], n_updates: int) -> None:
-    """Stop with a clear error when a loss became NaN or inf."""
-    for name in ("critic_loss", "base_loss", "actor_loss"):
-        if name in logged and not math.isfinite(logged[name]):
-            raise FloatingPointError(
-                f"EXPO: train/{name} became {logged[name]} after {n_updates} critic updates. The usual causes are NaN/inf "
-                "rewards or observations in the replay buffer, or unnormalised inputs of huge magnitude (try VecNormalize "
-                "or a smaller learning_rate). The replay buffer is intact (save_replay_buffer still works); reload the last "
-                "checkpoint to continue."
-            )
-
-
-def check_finite_env_step(reward: np.ndarray, new_obs: np.ndarray | dict[str, np.ndarray], env_step: int) -> None:
-    """Refuse a non-finite reward or observation before it enters the replay buffer (it would poison every batch)."""
-    observations = new_obs.values() if isinstance(new_obs, dict) else [new_obs]
-    for what, values in [("reward", [reward]), ("observation", observations)]:
-        if not all(np.isfinite(value).all() for value in values):
-            raise ValueError(
-                f"The env returned a non-finite {what} at env step {env_step}. It was not stored: the replay buffer and "
-                "the model are unchanged. Fix the env (or clip/normalise its output) and continue with "
-                "model.set_env(env) and model.learn(..., reset_num_timesteps=False)."
-            )
-
-
-def choose_replay_buffer_class(
-    replay_buffer_class: type[ReplayBuffer] | None,
-    replay_buffer_kwargs: dict[str, Any],
-    observation_space: spaces.Space,
-    has_offline_data: bool,
-    offline_ratio: float,
-    reward_transform: RewardTransform,
-) -> type[ReplayBuffer] | None:
-    """
-    The offline-mixing buffer whenever there is offline data or a reward transform. A buffer class given by the
-    user gets ``offline_ratio`` and the reward transform in ``replay_buffer_kwargs`` too if it can mix (unless
-    those kwargs set them and EXPO's are the defaults); one that cannot (SB3's ``ReplayBuffer``,
-    ``HerReplayBuffer``) would silently drop the transform, so that is an error.
-    """
-    if replay_buffer_class is None:
-        if not has_offline_data and reward_transform.is_identity:
-            return None  # SB3's choice
-        is_dict = isinstance(observation_space, spaces.Dict)
-        replay_buffer_class = DictOfflineReplayBuffer if is_dict else OfflineReplayBuffer
-    if issubclass(replay_buffer_class, OfflineMixingMixin):
-        for key, value, default in [
-            ("offline_ratio", offline_ratio, DEFAULT_OFFLINE_RATIO),
-            ("reward_transform", reward_transform, RewardTransform()),
-        ]:
-            given = replay_buffer_kwargs.setdefault(key, value)
-            if given != value and value != default:
-                raise ValueError(f"replay_buffer_kwargs {key}={given!r} disagrees with EXPO's {key} ({value!r}): set it once")
-    elif not reward_transform.is_identity:
+def check_update_schedule(gradient_steps: int, policy_delay: int, base_ema_rate: float) -> None:
+    """Refuse an update schedule that would train nothing or diverge (ExpoPolicy checks the network options)."""
+    if policy_delay < 1:
+        raise ValueError(f"policy_delay must be >= 1, got {policy_delay}")
+    if not 0 < base_ema_rate <= 1:
+        raise ValueError(f"base_ema_rate must be in (0, 1], got {base_ema_rate}")
+    if gradient_steps == 0 or gradient_steps < -1:
         raise ValueError(
-            f"reward_scale={reward_transform.scale} / reward_shift={reward_transform.shift} need a buffer that transforms "
-            f"sampled rewards, and {replay_buffer_class.__name__} does not: leave replay_buffer_class unset (EXPO then "
-            "picks OfflineReplayBuffer / DictOfflineReplayBuffer) or pass one of those."
+            f"gradient_steps must be >= 1 (critic updates per train() call, the paper's UTD ratio: 20) or -1 "
+            f"(as many as env steps were collected), got {gradient_steps}: with 0 EXPO would never train"
         )
-    return replay_buffer_class
 
 
 def _read_from_policy_kwargs(name: str) -> property:
     return property(lambda self: self.policy_kwargs[name], doc=f"``{name}``, read back from ``policy_kwargs`` (its one home)")
 
 
-class EXPO(OffPolicyAlgorithm):
+class EXPO(Safeguards, OfflineToOnline, OffPolicyAlgorithm):
     """
     Expressive Policy Optimization (EXPO): online RL with an expressive diffusion policy, without back-propagating
     Q through the denoising chain. Paper: https://arxiv.org/abs/2507.07986. The algorithm: ``docs/algorithm.md``.
 
     A diffusion *base* policy imitates the buffer's actions; an *edit* actor learns small Q-improving changes
-    ``β·u`` of base actions; a LayerNorm critic ensemble is trained by TD on the *on-the-fly* (OTF) action: ``N``
-    base samples plus ``K`` edited ones, the one with the highest Q wins. The OTF action is also what the agent
-    executes. Defaults are the paper's; at those settings use a GPU (docs: Performance, FAQ).
+    ``β·u`` of them; LayerNorm critics learn by TD on the *on-the-fly* (OTF) action, the best by Q of ``N`` base
+    samples and ``K`` edited ones, which is also the action executed. Defaults are the paper's (use a GPU there).
 
     :param policy: the policy model to use ("MlpPolicy" for Box, "MultiInputPolicy" for Dict observations)
     :param env: the environment to learn from (if registered in Gymnasium, can be str)
@@ -231,16 +93,14 @@ class EXPO(OffPolicyAlgorithm):
     :param edit_scale: β, the largest edit of an action coordinate (actions in [-1, 1]); small with good offline data
     :param diffusion_steps: T, denoising steps of the base policy
     :param base_ema_rate: Polyak rate of the EMA base policy used for acting, per base update
-    :param policy_lr_decay_steps: cosine decay of the base and edit-actor learning rates over this many of their
-        updates (``None``: constant)
+    :param policy_lr_decay_steps: base and edit-actor learning rates decay to 0 over this many updates (``None``: never)
     :param ent_coef: temperature α of the edit actor: "auto" (learned from 1), "auto_0.1" (from 0.1) or a float
     :param target_entropy: target entropy of the edit ``β·u``; "auto" is ``-d/2 + d·log β`` (docs/algorithm.md)
     :param compile_mode: ``None`` (eager) or a ``torch.compile`` mode for the sampler, TD target and critic loss
     :param mixed_precision: sample candidates with the denoiser in bfloat16 autocast (GPUs, CPUs with AMX / AVX-512 BF16)
     :param stats_window_size: window size of the rollout logging (episodes)
     :param tensorboard_log: the log location for TensorBoard (if None, no logging)
-    :param policy_kwargs: further arguments of :class:`~sb3_expo.policies.ExpoPolicy` (``net_arch``,
-        ``denoiser_width``, ...); an EXPO option given here with another value is an error
+    :param policy_kwargs: further arguments of :class:`~sb3_expo.policies.ExpoPolicy` (``net_arch``, ``denoiser_width``, ...)
     :param verbose: 0 no output, 1 info, 2 debug
     :param seed: seed of the pseudo-random generators
     :param device: "cpu", "cuda", or "auto" (CUDA when available)
@@ -317,8 +177,8 @@ class EXPO(OffPolicyAlgorithm):
         self.ent_coef = ent_coef
         self.target_entropy = target_entropy
         self.compile_mode = compile_mode
-        self._put_options_in_policy_kwargs(
-            n_critics=n_critics, critic_subset_size=critic_subset_size, n_base_samples=n_base_samples,
+        merge_policy_options(
+            self.policy_kwargs, n_critics=n_critics, critic_subset_size=critic_subset_size, n_base_samples=n_base_samples,
             n_edit_samples=n_edit_samples, edit_scale=edit_scale, diffusion_steps=diffusion_steps,
             mixed_precision=mixed_precision,
         )  # fmt: skip
@@ -334,15 +194,6 @@ class EXPO(OffPolicyAlgorithm):
 
     # ------------------------------------------------------------------------------------------ set-up
 
-    def _put_options_in_policy_kwargs(self, **options: Any) -> None:
-        """``policy_kwargs`` is the one home of the policy's options: the same key there with another value is an error."""
-        given = self.policy_kwargs
-        conflicts = [f"policy_kwargs {key}={given[key]!r} vs EXPO {key}={value!r}" for key, value in options.items()
-                     if key in given and given[key] != value]  # fmt: skip
-        if conflicts:
-            raise ValueError(f"Options given twice with different values ({', '.join(conflicts)}): pass them to EXPO only")
-        self.policy_kwargs.update(options)
-
     def _get_policy_from_name(self, policy_name: str) -> type[BasePolicy]:
         if policy_name not in self.policy_aliases:
             raise ValueError(
@@ -352,7 +203,7 @@ class EXPO(OffPolicyAlgorithm):
         return super()._get_policy_from_name(policy_name)
 
     def _setup_model(self) -> None:
-        self._check_arguments()
+        check_update_schedule(self.gradient_steps, self.policy_delay, self.base_ema_rate)
         reward_transform = RewardTransform(self.reward_scale, self.reward_shift)
         self.replay_buffer_class = choose_replay_buffer_class(
             self.replay_buffer_class, self.replay_buffer_kwargs, self.observation_space,
@@ -365,18 +216,6 @@ class EXPO(OffPolicyAlgorithm):
         if self.offline_dataset is not None:
             self.attach_offline_data(self.offline_dataset)
         self._setup_temperature()
-
-    def _check_arguments(self) -> None:
-        # ExpoPolicy checks its own options (n_critics, critic_subset_size, N, K, edit_scale, diffusion_steps).
-        if self.policy_delay < 1:
-            raise ValueError(f"policy_delay must be >= 1, got {self.policy_delay}")
-        if not 0 < self.base_ema_rate <= 1:
-            raise ValueError(f"base_ema_rate must be in (0, 1], got {self.base_ema_rate}")
-        if self.gradient_steps == 0 or self.gradient_steps < -1:
-            raise ValueError(
-                f"gradient_steps must be >= 1 (critic updates per train() call, the paper's UTD ratio: 20) or -1 "
-                f"(as many as env steps were collected), got {self.gradient_steps}: with 0 EXPO would never train"
-            )
 
     def _setup_temperature(self) -> None:
         """The target entropy of the edits, and α: learned (log α with its optimiser) or fixed."""
@@ -541,138 +380,7 @@ class EXPO(OffPolicyAlgorithm):
         for name, value in logged.items():
             self.logger.record(f"train/{name}", value)
 
-    # ----------------------------------------------------------------------- offline data (docs/algorithm.md)
-
-    def attach_offline_data(self, dataset: OfflineSource | None = None) -> None:
-        """
-        Load offline data and mix it into every replay-buffer sample (``offline_ratio``).
-
-        :param dataset: a Minari id, an HDF5 path or :class:`~sb3_expo.data.OfflineTransitions`;
-            by default the model's ``offline_dataset``. Replaces any data attached before.
-        :raises ValueError: the data does not match the env's spaces, or the replay buffer cannot mix
-        """
-        dataset = self.offline_dataset if dataset is None else dataset
-        if dataset is None:
-            raise ValueError("No offline dataset given: pass offline_dataset=... to EXPO or a dataset to this method")
-        if not isinstance(self.replay_buffer, OfflineMixingMixin):
-            raise ValueError(
-                f"The replay buffer {type(self.replay_buffer).__name__} cannot mix offline data: leave replay_buffer_class "
-                "unset (EXPO then picks OfflineReplayBuffer / DictOfflineReplayBuffer) or pass one of those."
-            )
-        try:
-            transitions = load_offline_dataset(dataset, **self.offline_dataset_kwargs)
-        except FileNotFoundError as error:
-            raise type(error)(
-                f"{error}\nLoading a saved model whose dataset moved or is missing: EXPO.load(path, offline_dataset=<its new "
-                "path or id>) to continue training, or EXPO.load(path, offline_dataset=None) to act without it."
-            ) from error
-        self.replay_buffer.attach_offline(transitions)
-        self._offline_transitions = transitions
-        self.offline_dataset = dataset
-
-    def pretrain(
-        self: SelfEXPO,
-        n_steps: int,
-        batch_size: int | None = None,
-        log_interval: int = 1000,
-        tb_log_name: str = "EXPO",
-        progress_bar: bool = False,
-        critic: bool = False,
-    ) -> SelfEXPO:
-        """
-        Offline-to-online: pretrain on the offline data only, before :meth:`learn` (then with ``learning_starts=0``).
-
-        ``pretrain(n)`` trains the base policy and its EMA by imitation. ``pretrain(m, critic=True)`` then runs
-        :meth:`train`'s UTD blocks on offline batches (critics, base, edit actor, temperature: the reference's
-        ``pretrain_q`` / ``pretrain_edit``), so that fitted critics rank the on-the-fly action from the first
-        online step; untrained ones can act far worse than the base alone (docs: Results). TensorBoard:
-        ``pretrain/*``, and with ``critic=True`` the ``train/*`` keys, in the run of the following ``learn()``.
-
-        :param n_steps: gradient steps (with ``critic=True``: UTD blocks of ``gradient_steps`` critic updates)
-        :param batch_size: minibatch size (default: the model's ``batch_size``)
-        :param log_interval: steps between two log records
-        :param tb_log_name: name of the TensorBoard run
-        :param progress_bar: show a tqdm progress bar
-        :param critic: train the critics, the edit actor and the temperature too (see above)
-        :raises ValueError: no offline data is attached
-        """
-        if not isinstance(self.replay_buffer, OfflineMixingMixin) or self.replay_buffer.offline_size == 0:
-            raise ValueError("pretrain() imitates offline data: pass offline_dataset=... to EXPO first")
-        if getattr(self, "_logger", None) is None:
-            self.set_logger(configure_logger(self.verbose, self.tensorboard_log, tb_log_name, reset_num_timesteps=True))
-        steps: Iterable[int] = range(n_steps)
-        if progress_bar:
-            from tqdm.auto import tqdm
-
-            steps = tqdm(steps, desc="pretraining the critics on offline data" if critic else "pretraining the base policy")
-        pretrain_steps = self._pretrain_critics if critic else self._pretrain_base
-        pretrain_steps(steps, n_steps, batch_size or self.batch_size, log_interval)
-        return self
-
-    def _pretrain_critics(self, steps: Iterable[int], n_steps: int, batch_size: int, log_interval: int) -> None:
-        for step in steps:
-            data = self.replay_buffer.sample_offline(self.gradient_steps * batch_size, env=self._vec_normalize_env)
-            self._train_on(data, self.gradient_steps, batch_size)
-            if (step + 1) % log_interval == 0 or step + 1 == n_steps:
-                self.logger.dump(step=self._n_updates)
-
-    def _pretrain_base(self, steps: Iterable[int], n_steps: int, batch_size: int, log_interval: int) -> None:
-        self.policy.set_training_mode(True)
-        losses = []
-        for step in steps:
-            # The learning rate follows its schedule at every step, as the reference's optax schedule does.
-            decay = cosine_decay(self._n_base_updates, self.policy_lr_decay_steps)
-            update_learning_rate(self.base.optimizer, self.lr_schedule(self._current_progress_remaining) * decay)
-            batch = Minibatch.from_samples(self.policy, self.replay_buffer.sample_offline(batch_size, self._vec_normalize_env))
-            losses.append(self._base_step(batch.obs, batch.actions)["base_loss"])
-            if (step + 1) % log_interval == 0 or step + 1 == n_steps:
-                self._log_pretraining(th.stack(losses).mean().item())
-                losses = []
-
-    def _log_pretraining(self, base_loss: float) -> None:
-        if not math.isfinite(base_loss):
-            raise FloatingPointError(
-                f"EXPO: pretrain/base_loss became {base_loss} after {self._n_base_updates} steps: check the offline "
-                "data for NaN/inf or huge observations, or lower the learning_rate."
-            )
-        self.logger.record("pretrain/base_loss", base_loss)
-        self.logger.record("pretrain/n_updates", self._n_base_updates)
-        self.logger.record("pretrain/learning_rate", self.base.optimizer.param_groups[0]["lr"])
-        self.logger.dump(step=self._n_base_updates)
-
     # --------------------------------------------------------------------------------- SB3 plumbing
-
-    def _store_transition(
-        self,
-        replay_buffer: ReplayBuffer,
-        buffer_action: np.ndarray,
-        new_obs: np.ndarray | dict[str, np.ndarray],
-        reward: np.ndarray,
-        dones: np.ndarray,
-        infos: list[dict[str, Any]],
-    ) -> None:
-        """SB3's, after :func:`check_finite_env_step`: the model and the buffer stay as they were on a NaN."""
-        check_finite_env_step(reward, new_obs, self.num_timesteps)
-        super()._store_transition(replay_buffer, buffer_action, new_obs, reward, dones, infos)
-
-    def save(
-        self,
-        path: str | pathlib.Path | io.BufferedIOBase,
-        exclude: Iterable[str] | None = None,
-        include: Iterable[str] | None = None,
-    ) -> None:
-        """SB3's ``save``, written to a temporary file and renamed: an interrupted save never breaks the last good model."""
-        write_atomically(path, "zip", lambda file: super(EXPO, self).save(file, exclude, include))
-
-    def save_replay_buffer(self, path: str | pathlib.Path | io.BufferedIOBase) -> None:
-        """SB3's ``save_replay_buffer`` (offline data excluded), written atomically like :meth:`save`."""
-        write_atomically(path, "pkl", lambda file: super(EXPO, self).save_replay_buffer(file))
-
-    def load_replay_buffer(self, path: str | pathlib.Path | io.BufferedIOBase, truncate_last_traj: bool = True) -> None:
-        """SB3's ``load_replay_buffer``, then the offline data (never saved in the file) is attached again."""
-        super().load_replay_buffer(path, truncate_last_traj)
-        if self._offline_transitions is not None and isinstance(self.replay_buffer, OfflineMixingMixin):
-            self.replay_buffer.attach_offline(self._offline_transitions)
 
     def learn(
         self: SelfEXPO,

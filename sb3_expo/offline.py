@@ -1,0 +1,169 @@
+"""
+EXPO's offline-to-online part: the offline dataset mixed into every minibatch, and pretraining on it.
+
+:class:`OfflineToOnline` is a mixin of :class:`~sb3_expo.expo.EXPO` (which defines the update steps it reuses:
+``_train_on`` and ``_base_step``). The mixing itself is the replay buffer's job (:mod:`sb3_expo.buffers`).
+"""
+
+import io
+import math
+import pathlib
+from collections.abc import Iterable
+from typing import Any, TypeVar
+
+import torch as th
+from gymnasium import spaces
+from stable_baselines3.common.buffers import ReplayBuffer
+from stable_baselines3.common.utils import configure_logger, update_learning_rate
+
+from sb3_expo.buffers import DictOfflineReplayBuffer, OfflineMixingMixin, OfflineReplayBuffer
+from sb3_expo.data import OfflineSource, RewardTransform, load_offline_dataset
+from sb3_expo.update import Minibatch, cosine_decay
+
+SelfOfflineToOnline = TypeVar("SelfOfflineToOnline", bound="OfflineToOnline")
+
+# RLPD's symmetric sampling: half of every minibatch offline.
+DEFAULT_OFFLINE_RATIO = 0.5
+
+
+def choose_replay_buffer_class(
+    replay_buffer_class: type[ReplayBuffer] | None,
+    replay_buffer_kwargs: dict[str, Any],
+    observation_space: spaces.Space,
+    has_offline_data: bool,
+    offline_ratio: float,
+    reward_transform: RewardTransform,
+) -> type[ReplayBuffer] | None:
+    """
+    The offline-mixing buffer whenever there is offline data or a reward transform. A buffer class given by the
+    user gets ``offline_ratio`` and the reward transform in ``replay_buffer_kwargs`` too if it can mix (unless
+    those kwargs set them and EXPO's are the defaults); one that cannot (SB3's ``ReplayBuffer``,
+    ``HerReplayBuffer``) would silently drop the transform, so that is an error.
+    """
+    if replay_buffer_class is None:
+        if not has_offline_data and reward_transform.is_identity:
+            return None  # SB3's choice
+        is_dict = isinstance(observation_space, spaces.Dict)
+        replay_buffer_class = DictOfflineReplayBuffer if is_dict else OfflineReplayBuffer
+    if issubclass(replay_buffer_class, OfflineMixingMixin):
+        for key, value, default in [
+            ("offline_ratio", offline_ratio, DEFAULT_OFFLINE_RATIO),
+            ("reward_transform", reward_transform, RewardTransform()),
+        ]:
+            given = replay_buffer_kwargs.setdefault(key, value)
+            if given != value and value != default:
+                raise ValueError(f"replay_buffer_kwargs {key}={given!r} disagrees with EXPO's {key} ({value!r}): set it once")
+    elif not reward_transform.is_identity:
+        raise ValueError(
+            f"reward_scale={reward_transform.scale} / reward_shift={reward_transform.shift} need a buffer that transforms "
+            f"sampled rewards, and {replay_buffer_class.__name__} does not: leave replay_buffer_class unset (EXPO then "
+            "picks OfflineReplayBuffer / DictOfflineReplayBuffer) or pass one of those."
+        )
+    return replay_buffer_class
+
+
+class OfflineToOnline:
+    """Offline data for an EXPO model: attach it (and re-attach it after loading a replay buffer), pretrain on it."""
+
+    def attach_offline_data(self, dataset: OfflineSource | None = None) -> None:
+        """
+        Load offline data and mix it into every replay-buffer sample (``offline_ratio``).
+
+        :param dataset: a Minari id, an HDF5 path or :class:`~sb3_expo.data.OfflineTransitions`;
+            by default the model's ``offline_dataset``. Replaces any data attached before.
+        :raises ValueError: the data does not match the env's spaces, or the replay buffer cannot mix
+        """
+        dataset = self.offline_dataset if dataset is None else dataset
+        if dataset is None:
+            raise ValueError("No offline dataset given: pass offline_dataset=... to EXPO or a dataset to this method")
+        if not isinstance(self.replay_buffer, OfflineMixingMixin):
+            raise ValueError(
+                f"The replay buffer {type(self.replay_buffer).__name__} cannot mix offline data: leave replay_buffer_class "
+                "unset (EXPO then picks OfflineReplayBuffer / DictOfflineReplayBuffer) or pass one of those."
+            )
+        try:
+            transitions = load_offline_dataset(dataset, **self.offline_dataset_kwargs)
+        except FileNotFoundError as error:
+            raise type(error)(
+                f"{error}\nLoading a saved model whose dataset moved or is missing: EXPO.load(path, offline_dataset=<its new "
+                "path or id>) to continue training, or EXPO.load(path, offline_dataset=None) to act without it."
+            ) from error
+        self.replay_buffer.attach_offline(transitions)
+        self._offline_transitions = transitions
+        self.offline_dataset = dataset
+
+    def pretrain(
+        self: SelfOfflineToOnline,
+        n_steps: int,
+        batch_size: int | None = None,
+        log_interval: int = 1000,
+        tb_log_name: str = "EXPO",
+        progress_bar: bool = False,
+        critic: bool = False,
+    ) -> SelfOfflineToOnline:
+        """
+        Offline-to-online: pretrain on the offline data only, before :meth:`learn` (then with ``learning_starts=0``).
+
+        ``pretrain(n)`` trains the base policy and its EMA by imitation. ``pretrain(m, critic=True)`` then runs
+        :meth:`train`'s UTD blocks on offline batches (critics, base, edit actor, temperature: the reference's
+        ``pretrain_q`` / ``pretrain_edit``), so that fitted critics rank the on-the-fly action from the first
+        online step; untrained ones can act far worse than the base alone (docs: Results). TensorBoard:
+        ``pretrain/*``, and with ``critic=True`` the ``train/*`` keys, in the run of the following ``learn()``.
+
+        :param n_steps: gradient steps (with ``critic=True``: UTD blocks of ``gradient_steps`` critic updates)
+        :param batch_size: minibatch size (default: the model's ``batch_size``)
+        :param log_interval: steps between two log records
+        :param tb_log_name: name of the TensorBoard run
+        :param progress_bar: show a tqdm progress bar
+        :param critic: train the critics, the edit actor and the temperature too (see above)
+        :raises ValueError: no offline data is attached
+        """
+        if not isinstance(self.replay_buffer, OfflineMixingMixin) or self.replay_buffer.offline_size == 0:
+            raise ValueError("pretrain() imitates offline data: pass offline_dataset=... to EXPO first")
+        if getattr(self, "_logger", None) is None:
+            self.set_logger(configure_logger(self.verbose, self.tensorboard_log, tb_log_name, reset_num_timesteps=True))
+        steps: Iterable[int] = range(n_steps)
+        if progress_bar:
+            from tqdm.auto import tqdm
+
+            steps = tqdm(steps, desc="pretraining the critics on offline data" if critic else "pretraining the base policy")
+        pretrain_steps = self._pretrain_critics if critic else self._pretrain_base
+        pretrain_steps(steps, n_steps, batch_size or self.batch_size, log_interval)
+        return self
+
+    def _pretrain_critics(self, steps: Iterable[int], n_steps: int, batch_size: int, log_interval: int) -> None:
+        for step in steps:
+            data = self.replay_buffer.sample_offline(self.gradient_steps * batch_size, env=self._vec_normalize_env)
+            self._train_on(data, self.gradient_steps, batch_size)
+            if (step + 1) % log_interval == 0 or step + 1 == n_steps:
+                self.logger.dump(step=self._n_updates)
+
+    def _pretrain_base(self, steps: Iterable[int], n_steps: int, batch_size: int, log_interval: int) -> None:
+        self.policy.set_training_mode(True)
+        losses = []
+        for step in steps:
+            # The learning rate follows its schedule at every step, as the reference's optax schedule does.
+            decay = cosine_decay(self._n_base_updates, self.policy_lr_decay_steps)
+            update_learning_rate(self.base.optimizer, self.lr_schedule(self._current_progress_remaining) * decay)
+            batch = Minibatch.from_samples(self.policy, self.replay_buffer.sample_offline(batch_size, self._vec_normalize_env))
+            losses.append(self._base_step(batch.obs, batch.actions)["base_loss"])
+            if (step + 1) % log_interval == 0 or step + 1 == n_steps:
+                self._log_pretraining(th.stack(losses).mean().item())
+                losses = []
+
+    def _log_pretraining(self, base_loss: float) -> None:
+        if not math.isfinite(base_loss):
+            raise FloatingPointError(
+                f"EXPO: pretrain/base_loss became {base_loss} after {self._n_base_updates} steps: check the offline "
+                "data for NaN/inf or huge observations, or lower the learning_rate."
+            )
+        self.logger.record("pretrain/base_loss", base_loss)
+        self.logger.record("pretrain/n_updates", self._n_base_updates)
+        self.logger.record("pretrain/learning_rate", self.base.optimizer.param_groups[0]["lr"])
+        self.logger.dump(step=self._n_base_updates)
+
+    def load_replay_buffer(self, path: str | pathlib.Path | io.BufferedIOBase, truncate_last_traj: bool = True) -> None:
+        """SB3's ``load_replay_buffer``, then the offline data (never saved in the file) is attached again."""
+        super().load_replay_buffer(path, truncate_last_traj)
+        if self._offline_transitions is not None and isinstance(self.replay_buffer, OfflineMixingMixin):
+            self.replay_buffer.attach_offline(self._offline_transitions)

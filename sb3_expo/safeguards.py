@@ -1,0 +1,58 @@
+"""
+What a long run needs from an SB3 off-policy algorithm beyond SB3 itself: saves that an interrupt cannot break,
+and env steps checked before they enter the replay buffer. A mixin, placed before the SB3 algorithm class.
+"""
+
+import io
+import pathlib
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+from stable_baselines3.common.buffers import ReplayBuffer
+
+from sb3_expo.checkpoints import write_atomically
+
+
+def check_finite_env_step(reward: np.ndarray, new_obs: np.ndarray | dict[str, np.ndarray], env_step: int) -> None:
+    """Refuse a non-finite reward or observation before it enters the replay buffer (it would poison every batch)."""
+    observations = new_obs.values() if isinstance(new_obs, dict) else [new_obs]
+    for what, values in [("reward", [reward]), ("observation", observations)]:
+        if not all(np.isfinite(value).all() for value in values):
+            raise ValueError(
+                f"The env returned a non-finite {what} at env step {env_step}. It was not stored: the replay buffer and "
+                "the model are unchanged. Fix the env (or clip/normalise its output) and continue with "
+                "model.set_env(env) and model.learn(..., reset_num_timesteps=False)."
+            )
+
+
+class Safeguards:
+    """Atomic :meth:`save` / :meth:`save_replay_buffer`, and :func:`check_finite_env_step` on every stored transition."""
+
+    num_timesteps: int
+
+    def _store_transition(
+        self,
+        replay_buffer: ReplayBuffer,
+        buffer_action: np.ndarray,
+        new_obs: np.ndarray | dict[str, np.ndarray],
+        reward: np.ndarray,
+        dones: np.ndarray,
+        infos: list[dict[str, Any]],
+    ) -> None:
+        """SB3's, after :func:`check_finite_env_step`: the model and the buffer stay as they were on a NaN."""
+        check_finite_env_step(reward, new_obs, self.num_timesteps)
+        super()._store_transition(replay_buffer, buffer_action, new_obs, reward, dones, infos)
+
+    def save(
+        self,
+        path: str | pathlib.Path | io.BufferedIOBase,
+        exclude: Iterable[str] | None = None,
+        include: Iterable[str] | None = None,
+    ) -> None:
+        """SB3's ``save``, written to a temporary file and renamed: an interrupted save never breaks the last good model."""
+        write_atomically(path, "zip", lambda file: super(Safeguards, self).save(file, exclude, include))
+
+    def save_replay_buffer(self, path: str | pathlib.Path | io.BufferedIOBase) -> None:
+        """SB3's ``save_replay_buffer`` (offline data excluded), written atomically like :meth:`save`."""
+        write_atomically(path, "pkl", lambda file: super(Safeguards, self).save_replay_buffer(file))
