@@ -26,9 +26,9 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.monitor import Monitor
 
 from sb3_expo import EXPO
-from sb3_expo.data.pointmaze import DEFAULT_EXPERT_FRACTION, POINTMAZE_DATASET_ID, build_pointmaze_dataset
 from sb3_expo.envs import make_pointmaze_env
 from sb3_expo.evaluation import BasePolicyActor, evaluate_success_rate
+from sb3_expo.tasks.pointmaze import DEFAULT_EXPERT_FRACTION, POINTMAZE_DATASET_ID, build_pointmaze_dataset
 
 
 def parse_args() -> argparse.Namespace:

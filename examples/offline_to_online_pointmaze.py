@@ -21,9 +21,8 @@ import torch as th
 from stable_baselines3.common.monitor import Monitor
 
 from sb3_expo import EXPO
-from sb3_expo.data.pointmaze import POINTMAZE_DATASET_ID, build_pointmaze_dataset
-from sb3_expo.envs import make_pointmaze_env
 from sb3_expo.evaluation import BasePolicyActor, evaluate_success_rate
+from sb3_expo.tasks.pointmaze import POINTMAZE_DATASET_ID, build_pointmaze_dataset, make_pointmaze_env
 
 # The shipped YAML's sb3_expo/PointMazeUMazeFixed-v0 entry: reward -1 per step until the goal (as the paper
 # does on AntMaze), a large edit scale because most of the data goes the wrong way, small nets and UTD 2, and

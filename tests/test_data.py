@@ -17,6 +17,7 @@ from sb3_expo.data import (
     RewardTransform,
     load_d4rl_hdf5,
     load_minari,
+    load_offline_dataset,
     load_robomimic_hdf5,
     scale_actions,
     validate_against_env,
@@ -334,6 +335,27 @@ def test_robomimic_errors(tmp_path):
         file["data/demo_2/rewards"] = np.zeros(7)
     with pytest.raises(ValueError, match="data/demo_2: arrays have inconsistent lengths"):
         load_robomimic_hdf5(path)
+
+
+def test_robomimic_filter_key_reads_the_masked_demos(tmp_path):
+    path = write_robomimic_file(tmp_path / "r.hdf5")
+    with h5py.File(path, "a") as file:  # robomimic's split_train_val.py writes byte strings, in any order
+        file["mask/train"] = np.array([b"demo_10", b"demo_0"])
+        file["mask/valid"] = np.array([b"demo_2"])
+    train = load_robomimic_hdf5(path, filter_key="train")
+    assert len(train) == 3 + 5 and train.observations[:, 0].tolist() == [0] * 3 + [10] * 5  # numerical order
+    valid = load_offline_dataset(path, filter_key="valid")  # what EXPO's offline_dataset_kwargs pass on
+    assert len(valid) == 4 and np.all(valid.observations[:, 0] == 2)
+    assert len(load_robomimic_hdf5(path)) == 12  # no filter key: every demo
+
+    with pytest.raises(ValueError, match=r"no filter key 'test' \(mask/test\); its filter keys: train, valid"):
+        load_robomimic_hdf5(path, filter_key="test")
+    with pytest.raises(ValueError, match=r"its filter keys: none \(the file has no 'mask' group\)"):
+        load_robomimic_hdf5(write_robomimic_file(tmp_path / "plain.hdf5"), filter_key="train")
+    with h5py.File(path, "a") as file:
+        file["mask/broken"] = np.array([b"demo_0", b"demo_7"])
+    with pytest.raises(ValueError, match=r"mask/broken lists demos that 'data' does not hold: \['demo_7'\]"):
+        load_robomimic_hdf5(path, filter_key="broken")
 
 
 # ------------------------------------------------------------------------------- validation and helpers

@@ -7,17 +7,20 @@ import pytest
 pytest.importorskip("gymnasium_robotics")
 minari = pytest.importorskip("minari")
 
-from sb3_expo import envs, tasks  # noqa: E402
-from sb3_expo.data import fetchpush, load_minari, validate_against_env  # noqa: E402
-from sb3_expo.data.fetchpush import (  # noqa: E402
+from sb3_expo import tasks  # noqa: E402
+from sb3_expo.data import load_minari, validate_against_env  # noqa: E402
+from sb3_expo.envs import GoalEnvSuccess  # noqa: E402
+from sb3_expo.tasks import fetchpush  # noqa: E402
+from sb3_expo.tasks.fetchpush import (  # noqa: E402
     FETCHPUSH_DATASET_ID,
+    FETCHPUSH_ENV_ID,
+    FETCHPUSH_RECIPE,
     FetchPushDecoy,
     FetchPushExpert,
     build_fetchpush_dataset,
-    record_episodes,
+    make_fetchpush_env,
 )
-from sb3_expo.data.recording import RandomController, rollout_episode  # noqa: E402
-from sb3_expo.envs import FETCHPUSH_ENV_ID, GoalEnvSuccess, make_fetchpush_env  # noqa: E402
+from sb3_expo.tasks.recording import RandomController, rollout_episode  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +38,7 @@ def test_registered_task(env):
     for seed in range(5):
         obs, info = env.reset(seed=seed)
         assert info["is_success"] is False and env.observation_space.contains(obs)
-        assert np.linalg.norm(obs["achieved_goal"] - obs["desired_goal"]) >= envs.FETCHPUSH_MIN_GOAL_DISTANCE
+        assert np.linalg.norm(obs["achieved_goal"] - obs["desired_goal"]) >= fetchpush.FETCHPUSH_MIN_GOAL_DISTANCE
     again, _ = env.reset(seed=4)
     assert all(np.array_equal(obs[key], again[key]) for key in obs)  # the extra resets are seeded too
     made = gym.make(FETCHPUSH_ENV_ID, max_episode_steps=3)
@@ -61,7 +64,7 @@ def test_goal_env_success_resets_solved_starts():
                 obs = {**obs, "desired_goal": obs["achieved_goal"].copy()}
             return obs, info
 
-    inner = Solved(envs.create_fetchpush().env.env)  # the bare FetchPush under the task's wrappers
+    inner = Solved(fetchpush.create_fetchpush().env.env)  # the bare FetchPush under the task's wrappers
     wrapped = GoalEnvSuccess(inner)
     obs, info = wrapped.reset(seed=0)
     assert inner.resets == 3 and not np.array_equal(obs["achieved_goal"], obs["desired_goal"])
@@ -96,8 +99,8 @@ def test_decoy_pushes_the_block_elsewhere(env):
 
 
 def test_mixture_is_reproducible(env):
-    episodes = record_episodes(env, n_episodes=3, expert_fraction=0.5, noise_std=0.3, seed=0)
-    again = record_episodes(env, n_episodes=3, expert_fraction=0.5, noise_std=0.3, seed=0)
+    episodes = FETCHPUSH_RECIPE.record(env, n_episodes=3, expert_fraction=0.5, noise_std=0.3, seed=0)
+    again = FETCHPUSH_RECIPE.record(env, n_episodes=3, expert_fraction=0.5, noise_std=0.3, seed=0)
     assert all(np.array_equal(a["actions"], b["actions"]) for a, b in zip(episodes, again))
 
 

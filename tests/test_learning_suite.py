@@ -7,8 +7,7 @@ import pytest
 
 from benchmarks.learning import methods, report, run
 from benchmarks.learning.tasks import TASKS, Task, register_task
-from sb3_expo.data.pointmaze import build_pointmaze_dataset
-from sb3_expo.envs import make_pointmaze_env
+from sb3_expo.tasks.pointmaze import build_pointmaze_dataset, make_pointmaze_env
 
 TASK = "tiny-pointmaze"
 DATASET_ID = "sb3_expo/test-learning-suite-v0"

@@ -11,26 +11,24 @@ minari = pytest.importorskip("minari")
 
 from gymnasium_robotics.envs.maze import maps  # noqa: E402
 
-from sb3_expo import envs  # noqa: E402
-from sb3_expo.data import load_minari, pointmaze, validate_against_env  # noqa: E402
-from sb3_expo.data.pointmaze import (  # noqa: E402
+from sb3_expo import tasks  # noqa: E402
+from sb3_expo.data import load_minari, validate_against_env  # noqa: E402
+from sb3_expo.tasks import cli, pointmaze  # noqa: E402
+from sb3_expo.tasks.pointmaze import (  # noqa: E402
     LARGE_NOISE_STD,
+    POINTMAZE_ENV_ID,
+    POINTMAZE_LARGE_ENV_ID,
+    POINTMAZE_RECIPE,
     PointMazeExpert,
     PointMazeWanderer,
     build_pointmaze_dataset,
     build_pointmaze_large_dataset,
     cells_short_of_goal,
-    record_episodes,
-    rollout_episode,
-    shortest_path,
-)
-from sb3_expo.data.recording import RandomController, check_controllers  # noqa: E402
-from sb3_expo.envs import (  # noqa: E402
-    POINTMAZE_ENV_ID,
-    POINTMAZE_LARGE_ENV_ID,
     make_pointmaze_env,
     make_pointmaze_large_env,
+    shortest_path,
 )
+from sb3_expo.tasks.recording import RandomController, check_controllers, rollout_episode  # noqa: E402
 
 # The ball and goal start anywhere within +-0.25 of their cell centres.
 CELL_NOISE = 0.25
@@ -48,7 +46,7 @@ def cell_centre(env, cell):
 
 
 def test_fixed_start_and_goal(env):
-    start, goal = cell_centre(env, envs.POINTMAZE_START_CELL), cell_centre(env, envs.POINTMAZE_GOAL_CELL)
+    start, goal = cell_centre(env, pointmaze.POINTMAZE_START_CELL), cell_centre(env, pointmaze.POINTMAZE_GOAL_CELL)
     for seed in range(5):
         obs, info = env.reset(seed=seed)
         assert set(obs) == {"observation", "achieved_goal", "desired_goal"}
@@ -56,11 +54,11 @@ def test_fixed_start_and_goal(env):
         assert np.abs(obs["desired_goal"] - goal).max() <= CELL_NOISE
         assert info["is_success"] is False
     assert isinstance(env.observation_space, gym.spaces.Dict)
-    assert env.spec.id == POINTMAZE_ENV_ID and env.spec.max_episode_steps == envs.POINTMAZE_MAX_EPISODE_STEPS
+    assert env.spec.id == POINTMAZE_ENV_ID and env.spec.max_episode_steps == pointmaze.POINTMAZE_MAX_EPISODE_STEPS
 
 
 def test_registered_id_and_reimport():
-    envs.register_envs()  # registering twice (as a second import would) is harmless
+    tasks.register_envs()  # registering twice (as a second import would) is harmless
     made = gym.make(POINTMAZE_ENV_ID, max_episode_steps=7)
     obs, _ = made.reset(seed=0)
     assert made.observation_space.contains(obs)
@@ -79,7 +77,7 @@ def test_sparse_reward_and_termination_at_the_goal(env):
 
 
 def test_shortest_path_goes_round_the_u():
-    path = shortest_path(envs.POINTMAZE_UMAZE_FIXED, envs.POINTMAZE_START_CELL, envs.POINTMAZE_GOAL_CELL)
+    path = shortest_path(pointmaze.POINTMAZE_UMAZE_FIXED, pointmaze.POINTMAZE_START_CELL, pointmaze.POINTMAZE_GOAL_CELL)
     assert path == [(3, 1), (3, 2), (3, 3), (2, 3), (1, 3), (1, 2), (1, 1)]
     with pytest.raises(ValueError, match="cannot be reached"):
         shortest_path([[0, 1, 0]], (0, 0), (0, 2))
@@ -90,14 +88,14 @@ def test_expert_always_reaches_the_goal(env, noise):
     expert = PointMazeExpert(env, seed=1, **noise)
     episodes = [rollout_episode(env, expert, seed=seed) for seed in range(5)]
     assert all(episode["is_success"] and episode["terminations"][-1] for episode in episodes)
-    assert max(len(episode["rewards"]) for episode in episodes) < envs.POINTMAZE_MAX_EPISODE_STEPS / 2
+    assert max(len(episode["rewards"]) for episode in episodes) < pointmaze.POINTMAZE_MAX_EPISODE_STEPS / 2
     actions = np.concatenate([episode["actions"] for episode in episodes])
     assert env.action_space.contains(actions.max(axis=0)) and env.action_space.contains(actions.min(axis=0))
 
 
 def test_wanderer_roams_but_never_finishes(env):
     wanderer = PointMazeWanderer(env, seed=0)
-    assert envs.POINTMAZE_GOAL_CELL not in wanderer.cells and envs.POINTMAZE_START_CELL in wanderer.cells
+    assert pointmaze.POINTMAZE_GOAL_CELL not in wanderer.cells and pointmaze.POINTMAZE_START_CELL in wanderer.cells
     episode = rollout_episode(env, wanderer, seed=0)
     assert not episode["is_success"] and episode["truncations"][-1]
     cells = {wanderer._cell(xy) for xy in episode["observations"]["achieved_goal"]}
@@ -105,12 +103,13 @@ def test_wanderer_roams_but_never_finishes(env):
 
 
 def test_mixture_of_experts_and_wanderers(env):
-    episodes = record_episodes(env, n_episodes=6, expert_fraction=0.5, noise_std=0.3, seed=3)
+    episodes = POINTMAZE_RECIPE.record(env, n_episodes=6, expert_fraction=0.5, noise_std=0.3, seed=3)
     successes = [episode["is_success"] for episode in episodes]
     assert 0 < sum(successes) < 6  # both kinds (for this seed)
-    again = record_episodes(env, n_episodes=6, expert_fraction=0.5, noise_std=0.3, seed=3)
+    again = POINTMAZE_RECIPE.record(env, n_episodes=6, expert_fraction=0.5, noise_std=0.3, seed=3)
     assert all(np.array_equal(a["actions"], b["actions"]) for a, b in zip(episodes, again))
-    assert all(episode["is_success"] for episode in record_episodes(env, 2, expert_fraction=1.0, noise_std=0.3, seed=3))
+    experts = POINTMAZE_RECIPE.record(env, 2, expert_fraction=1.0, noise_std=0.3, seed=3)
+    assert all(episode["is_success"] for episode in experts)
 
 
 def test_random_actions_do_not_reach_the_goal(env):
@@ -171,19 +170,20 @@ def large_env():
 
 
 def test_large_maze_fixed_start_goal_and_long_path(large_env):
-    path = shortest_path(envs.POINTMAZE_LARGE_FIXED, envs.POINTMAZE_LARGE_START_CELL, envs.POINTMAZE_LARGE_GOAL_CELL)
+    large = (pointmaze.POINTMAZE_LARGE_FIXED, pointmaze.POINTMAZE_LARGE_START_CELL, pointmaze.POINTMAZE_LARGE_GOAL_CELL)
+    path = shortest_path(*large)
     assert len(path) == 15 and path[0] == (1, 1) and path[-1] == (7, 9)
     # the map is Gymnasium-Robotics' large maze with a start and a goal marked
-    plain = [[0 if cell in ("r", "g") else cell for cell in row] for row in envs.POINTMAZE_LARGE_FIXED]
+    plain = [[0 if cell in ("r", "g") else cell for cell in row] for row in pointmaze.POINTMAZE_LARGE_FIXED]
     assert plain == maps.LARGE_MAZE
-    start = cell_centre(large_env, envs.POINTMAZE_LARGE_START_CELL)
-    goal = cell_centre(large_env, envs.POINTMAZE_LARGE_GOAL_CELL)
+    start = cell_centre(large_env, pointmaze.POINTMAZE_LARGE_START_CELL)
+    goal = cell_centre(large_env, pointmaze.POINTMAZE_LARGE_GOAL_CELL)
     for seed in range(3):
         obs, _ = large_env.reset(seed=seed)
         assert np.abs(obs["achieved_goal"] - start).max() <= CELL_NOISE
         assert np.abs(obs["desired_goal"] - goal).max() <= CELL_NOISE
     assert large_env.spec.id == POINTMAZE_LARGE_ENV_ID
-    assert large_env.spec.max_episode_steps == envs.POINTMAZE_LARGE_MAX_EPISODE_STEPS
+    assert large_env.spec.max_episode_steps == pointmaze.POINTMAZE_LARGE_MAX_EPISODE_STEPS
 
 
 def test_large_maze_noisy_expert_beats_random(large_env):
@@ -191,7 +191,7 @@ def test_large_maze_noisy_expert_beats_random(large_env):
     episodes = [rollout_episode(large_env, expert, seed=seed) for seed in range(3)]
     assert all(episode["is_success"] and episode["rewards"][-1] == 1.0 for episode in episodes)
     # the time limit leaves the noisy expert 1.5-2x the steps it needs
-    assert all(1.5 <= envs.POINTMAZE_LARGE_MAX_EPISODE_STEPS / len(episode["rewards"]) <= 2.0 for episode in episodes)
+    assert all(1.5 <= pointmaze.POINTMAZE_LARGE_MAX_EPISODE_STEPS / len(episode["rewards"]) <= 2.0 for episode in episodes)
     random_policy = RandomController(large_env.action_space, seed=0)
     assert not any(rollout_episode(large_env, random_policy, seed=seed)["is_success"] for seed in range(2))
 
@@ -199,8 +199,8 @@ def test_large_maze_noisy_expert_beats_random(large_env):
 def test_large_maze_wanderer_stays_short_of_the_goal(large_env):
     wanderer = PointMazeWanderer(large_env, noise_std=LARGE_NOISE_STD, seed=0)
     # (7, 10) is a dead end behind the goal: heading there would cross the goal and end the episode
-    assert (7, 10) not in wanderer.cells and envs.POINTMAZE_LARGE_GOAL_CELL not in wanderer.cells
-    assert wanderer.cells == cells_short_of_goal(envs.POINTMAZE_LARGE_FIXED) and len(wanderer.cells) == 44
+    assert (7, 10) not in wanderer.cells and pointmaze.POINTMAZE_LARGE_GOAL_CELL not in wanderer.cells
+    assert wanderer.cells == cells_short_of_goal(pointmaze.POINTMAZE_LARGE_FIXED) and len(wanderer.cells) == 44
     episode = rollout_episode(large_env, wanderer, seed=0)
     assert not episode["is_success"] and episode["truncations"][-1]
     assert cells_short_of_goal([[1, 1, 1], [0, "g", 0]]) == [(1, 0), (1, 2)]  # no reset cell: every free cell
@@ -216,11 +216,13 @@ def test_build_large_dataset_and_cli(minari_root, large_env, capsys):
     assert dataset.recover_environment().spec.id == POINTMAZE_LARGE_ENV_ID
     lengths = [len(episode.rewards) for episode in dataset.iterate_episodes()]
     successes = [bool(episode.terminations[-1]) for episode in dataset.iterate_episodes()]
-    assert successes == [length < envs.POINTMAZE_LARGE_MAX_EPISODE_STEPS for length in lengths] and any(successes)
+    assert successes == [length < pointmaze.POINTMAZE_LARGE_MAX_EPISODE_STEPS for length in lengths] and any(successes)
 
-    pointmaze.main(["--maze", "large", "--dataset-id", "test/pointmaze-large-cli-v0", "--n-episodes", "2"])
+    cli.main(["sb3_expo/pointmaze-large-noisy-v0", "--save-as", "test/pointmaze-large-cli-v0", "--n-episodes", "2"])
     assert "2 episodes" in capsys.readouterr().out
     assert minari.load_dataset("test/pointmaze-large-cli-v0").total_episodes == 2
+    with pytest.raises(SystemExit, match="takes no --download"):  # an option the builder has no use for is refused
+        cli.main(["sb3_expo/pointmaze-large-noisy-v0", "--download"])
 
 
 def test_controller_check_refuses_a_bad_expert_or_an_easy_task(env):

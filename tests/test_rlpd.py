@@ -10,8 +10,8 @@ from sb3_expo import rlpd as rlpd_module
 from sb3_expo.buffers import DictOfflineReplayBuffer
 from sb3_expo.critics import EnsembleLayerNorm, EnsembleLinear
 from sb3_expo.data import OfflineTransitions, RewardTransform
-from sb3_expo.envs import make_pointmaze_env
 from sb3_expo.rlpd import RLPD, LayerNormCritic
+from sb3_expo.tasks.pointmaze import make_pointmaze_env
 
 TINY = dict(learning_starts=20, batch_size=16, gradient_steps=2, policy_kwargs=dict(net_arch=[16, 16]), device="cpu")
 

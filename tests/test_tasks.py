@@ -18,8 +18,8 @@ minari = pytest.importorskip("minari")
 h5py = pytest.importorskip("h5py")
 
 from sb3_expo import EXPO  # noqa: E402
-from sb3_expo.data import DatasetNotFoundError, load_minari, load_robomimic_hdf5  # noqa: E402
-from sb3_expo.envs import AdroitBinaryReward, IsSuccessInfo, TerminateOnSuccess  # noqa: E402
+from sb3_expo.data import DatasetNotFoundError, load_minari, load_minari_dataset, load_robomimic_hdf5  # noqa: E402
+from sb3_expo.envs import IsSuccessInfo, TerminateOnSuccess  # noqa: E402
 from sb3_expo.tasks import (  # noqa: E402
     ADROIT_BINARY_TASKS,
     ANTMAZE_TASKS,
@@ -31,6 +31,7 @@ from sb3_expo.tasks import (  # noqa: E402
     make_robomimic_env,
     prepare_offline_dataset,
 )
+from sb3_expo.tasks.adroit import AdroitBinaryReward  # noqa: E402
 
 # The evaluation maze of Minari's D4RL/antmaze/medium-*-v1 datasets: D4RL's fixed start "r" and goal "g".
 ANTMAZE_MEDIUM_EVAL_MAP = [
@@ -238,13 +239,7 @@ def test_adroit_relabelling_needs_success_infos(minari_root):
     with pytest.raises(DatasetNotFoundError, match=r"minari download D4RL/door/cloned-v2"):
         build_adroit_binary_dataset("door")
     with pytest.raises(DatasetNotFoundError, match=r"python -m sb3_expo\.tasks sb3_expo/door-binary-cloned-v2"):
-        load_minari_via_task("sb3_expo/door-binary-cloned-v2")
-
-
-def load_minari_via_task(dataset_id):
-    from sb3_expo.tasks import _load_minari_dataset
-
-    return _load_minari_dataset(dataset_id)
+        load_minari_dataset("sb3_expo/door-binary-cloned-v2")
 
 
 # ---------------------------------------------------------------------------------------- robomimic / MimicGen

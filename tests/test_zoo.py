@@ -21,8 +21,8 @@ pytest.importorskip("minari")
 optuna = pytest.importorskip("optuna")
 
 from sb3_expo import EXPO  # noqa: E402
-from sb3_expo.data.pointmaze import POINTMAZE_DATASET_ID, build_pointmaze_dataset  # noqa: E402
 from sb3_expo.tasks import ANTMAZE_TASKS, LOCAL_DATASETS, ROBOMIMIC_OBS_KEYS, ROBOMIMIC_TASKS  # noqa: E402
+from sb3_expo.tasks.pointmaze import POINTMAZE_DATASET_ID, build_pointmaze_dataset  # noqa: E402
 from sb3_expo.zoo import DEFAULT_HYPERPARAMS  # noqa: E402
 from sb3_expo.zoo.cli import main  # noqa: E402
 from sb3_expo.zoo.experiment import ExpoExperimentManager, PretrainCallback  # noqa: E402

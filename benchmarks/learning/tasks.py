@@ -9,14 +9,15 @@ from typing import Any
 
 import gymnasium as gym
 
-from sb3_expo.data.fetchpush import FETCHPUSH_DATASET_ID, build_fetchpush_dataset
-from sb3_expo.data.pointmaze import (
+from sb3_expo.tasks.fetchpush import FETCHPUSH_DATASET_ID, build_fetchpush_dataset, make_fetchpush_env
+from sb3_expo.tasks.pointmaze import (
     POINTMAZE_DATASET_ID,
     POINTMAZE_LARGE_DATASET_ID,
     build_pointmaze_dataset,
     build_pointmaze_large_dataset,
+    make_pointmaze_env,
+    make_pointmaze_large_env,
 )
-from sb3_expo.envs import make_fetchpush_env, make_pointmaze_env, make_pointmaze_large_env
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ def load_offline_dataset(source: OfflineSource, **kwargs: Any) -> OfflineTransit
     - a Minari id such as ``"D4RL/pen/expert-v2"`` is loaded from ``$MINARI_DATASETS_PATH``.
 
     :param source: the dataset
-    :param kwargs: passed to the loader: ``download`` (Minari) or ``obs_keys`` (robomimic)
+    :param kwargs: passed to the loader: ``download`` (Minari), or ``obs_keys`` and ``filter_key`` (robomimic)
     :raises ValueError: ``source`` is neither an existing file, an HDF5 path nor a Minari id
     """
     if isinstance(source, OfflineTransitions):

@@ -1,29 +1,38 @@
 """
-A scripted FetchPush controller and the mixed-quality offline dataset it records, built locally (no download).
+The FetchPush task ended at success, and the mixed-quality offline dataset its scripted controllers
+record, built locally (no download).
 
+The task (:data:`FETCHPUSH_ENV_ID`, :func:`make_fetchpush_env`) is Gymnasium-Robotics' FetchPush with
+its sparse reward, the episode ended at success, and the block never starting at (or next to) the goal.
 The expert moves the gripper (its fingers are blocked shut) above a point behind the block, on the
 side away from the goal, lowers it to the block's height and pushes the block along the line to the
 goal, correcting sideways drift; Gaussian action noise makes its episodes diverse. A decoy, the same
 controller pushing the block towards random other places on the table instead, makes up the rest of
 the data, so that imitation alone is mediocre while the expert episodes show the critic the task.
-``python -m sb3_expo.data.fetchpush`` builds the dataset into ``$MINARI_DATASETS_PATH``.
+``python -m sb3_expo.tasks sb3_expo/fetchpush-noisy-v0`` builds the dataset into ``$MINARI_DATASETS_PATH``.
 """
 
-import argparse
-import time
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
-from sb3_expo.data.recording import (
-    ControllerCheck,
-    build_checked_dataset,
-    check_controllers,
-    record_mixture,
-)
-from sb3_expo.envs import FETCHPUSH_ENV_ID, make_fetchpush_env
+from sb3_expo.envs import GoalEnvSuccess, TerminateOnSuccess, import_robotics_dependency
+from sb3_expo.tasks.recording import MixtureRecipe, MixtureSettings
 
+# ------------------------------------------------------------------------------------------------- task
+
+FETCHPUSH_ENV_ID = "sb3_expo/FetchPushTerminal-v0"
+
+# FetchPush's own limit; the noisy expert needs about 25 steps.
+FETCHPUSH_MAX_EPISODE_STEPS = 50
+
+# Least distance from the block to the goal at reset (FetchPush counts 5 cm as reached): every episode
+# needs a real push, not a nudge (in 22% of FetchPush's resets the block starts nearer).
+FETCHPUSH_MIN_GOAL_DISTANCE = 0.1
+
+
+# The offline dataset's id and defaults.
 FETCHPUSH_DATASET_ID = "sb3_expo/fetchpush-noisy-v0"
 DEFAULT_N_EPISODES = 400
 DEFAULT_EXPERT_FRACTION = 0.4
@@ -36,6 +45,42 @@ DEFAULT_CHECK_EPISODES = 20
 MIN_EXPERT_SUCCESS = 0.8
 MAX_RANDOM_SUCCESS = 0.1
 
+
+def create_fetchpush(min_goal_distance: float = FETCHPUSH_MIN_GOAL_DISTANCE, **kwargs: Any) -> gym.Env:
+    """
+    Entry point of :data:`FETCHPUSH_ENV_ID`: Gymnasium-Robotics' ``FetchPush`` (``FetchPush-v4``'s
+    MuJoCo env) with a boolean ``info["is_success"]``, the block at least ``min_goal_distance`` from
+    the goal at reset (:class:`GoalEnvSuccess`) and termination at success
+    (:class:`TerminateOnSuccess`). Prefer :func:`make_fetchpush_env` or ``gym.make``, which add the
+    time limit.
+
+    :param min_goal_distance: least distance from the block to the goal at reset
+    :param kwargs: ``MujocoFetchPushEnv`` arguments (the registered one keeps the sparse reward)
+    :return: the environment, without time limit
+    """
+    import_robotics_dependency("mujoco")
+    push = import_robotics_dependency("gymnasium_robotics.envs.fetch.push")
+    return TerminateOnSuccess(GoalEnvSuccess(push.MujocoFetchPushEnv(**kwargs), min_goal_distance=min_goal_distance))
+
+
+def make_fetchpush_env(max_episode_steps: int = FETCHPUSH_MAX_EPISODE_STEPS, **kwargs: Any) -> gym.Env:
+    """
+    The sparse-reward manipulation task: FetchPush (push a block on a table to a goal position with
+    the closed gripper; 4-D action, the gripper's displacement and an ignored finger command), its
+    sparse reward (-1 per step, 0 once the block is within 5 cm of the goal) and the episode ended
+    there, so the return is minus the steps taken. The block starts at least 10 cm from the goal
+    (FetchPush alone would start some episodes already solved). Dict observations (``observation`` has 25 entries,
+    ``achieved_goal`` and ``desired_goal`` 3 each): use ``"MultiInputPolicy"``.
+
+    :param max_episode_steps: time limit (truncation); FetchPush's own 50 by default
+    :param kwargs: overrides of ``MujocoFetchPushEnv`` arguments (e.g. ``render_mode="rgb_array"``)
+    :return: the environment, as ``gym.make(FETCHPUSH_ENV_ID, max_episode_steps=...)``
+    :raises ImportError: Gymnasium-Robotics or MuJoCo is not installed (the message names the extra)
+    """
+    return gym.make(FETCHPUSH_ENV_ID, max_episode_steps=max_episode_steps, **kwargs)
+
+
+# ------------------------------------------------------------------------------------------ offline dataset
 
 class FetchPushExpert:
     """
@@ -168,49 +213,30 @@ def _distance_to_segment(point: np.ndarray, start: np.ndarray, end: np.ndarray) 
     return float(np.linalg.norm(point - (start + fraction * segment)))
 
 
-def record_episodes(
-    env: gym.Env, n_episodes: int, expert_fraction: float, noise_std: float, seed: int
-) -> list[dict[str, Any]]:
+FETCHPUSH_RECIPE = MixtureRecipe(
+    make_env=make_fetchpush_env,
+    expert=FetchPushExpert,
+    other=FetchPushDecoy,
+    defaults=MixtureSettings(
+        DEFAULT_N_EPISODES, DEFAULT_EXPERT_FRACTION, DEFAULT_NOISE_STD, check_episodes=DEFAULT_CHECK_EPISODES
+    ),
+    min_expert_success=MIN_EXPERT_SUCCESS,
+    max_random_success=MAX_RANDOM_SUCCESS,
+    # random actions: -50, the block never reaches the goal; the noisy expert's measured mean return
+    ref_scores=lambda check: (check.random_mean_return, check.expert_mean_return),
+    code_permalink=f"{__name__}.build_fetchpush_dataset",
+    task=(
+        "FetchPush, sparse reward -1 per step and 0 at success, termination at success, the block starting at "
+        "least 10 cm from the goal"
+    ),
+    expert_does="a scripted controller that pushes the block from behind to the goal",
+    other_does="the same controller pushing it to random other places on the table",
+)
+
+
+def build_fetchpush_dataset(dataset_id: str = FETCHPUSH_DATASET_ID, overwrite: bool = False, **settings: Any) -> Any:
     """
-    Roll out a mix of :class:`FetchPushExpert` and :class:`FetchPushDecoy` episodes.
-
-    :param env: the FetchPush task (:data:`~sb3_expo.envs.FETCHPUSH_ENV_ID`)
-    :param n_episodes: how many episodes
-    :param expert_fraction: each episode is the expert's with this probability, else the decoy's
-    :param noise_std: action noise of both controllers
-    :param seed: episode ``i`` resets with ``seed + i``; the controllers' generators derive from ``seed``
-    :return: the episodes, as :func:`~sb3_expo.data.recording.rollout_episode` returns them
-    """
-    expert = FetchPushExpert(env, noise_std=noise_std, seed=seed)
-    decoy = FetchPushDecoy(env, noise_std=noise_std, seed=seed + 1)
-    return record_mixture(env, expert, decoy, n_episodes, expert_fraction, seed)
-
-
-def check_fetchpush_controllers(
-    env: gym.Env, noise_std: float, seed: int, n_episodes: int = DEFAULT_CHECK_EPISODES
-) -> ControllerCheck:
-    """
-    :func:`~sb3_expo.data.recording.check_controllers` for FetchPush: the noisy expert must push the
-    block to the goal in at least :data:`MIN_EXPERT_SUCCESS` of ``n_episodes`` episodes, random actions
-    in at most :data:`MAX_RANDOM_SUCCESS`.
-
-    :raises RuntimeError: either is not so
-    """
-    expert = FetchPushExpert(env, noise_std=noise_std, seed=seed + 2)
-    return check_controllers(env, expert, n_episodes, seed, MIN_EXPERT_SUCCESS, MAX_RANDOM_SUCCESS)
-
-
-def build_fetchpush_dataset(
-    dataset_id: str = FETCHPUSH_DATASET_ID,
-    n_episodes: int = DEFAULT_N_EPISODES,
-    expert_fraction: float = DEFAULT_EXPERT_FRACTION,
-    noise_std: float = DEFAULT_NOISE_STD,
-    seed: int = 0,
-    overwrite: bool = False,
-    check_episodes: int = DEFAULT_CHECK_EPISODES,
-) -> Any:
-    """
-    Record a mixed-quality offline dataset on :data:`~sb3_expo.envs.FETCHPUSH_ENV_ID` (FetchPush with
+    Record a mixed-quality offline dataset on :data:`FETCHPUSH_ENV_ID` (FetchPush with
     its sparse -1/0 reward, ended at success) as a local Minari dataset: ``expert_fraction`` of the
     episodes come from :class:`FetchPushExpert` (they push the block to the goal in about 20 steps),
     the rest from :class:`FetchPushDecoy` (it pushes the block about the table for the 50 steps).
@@ -222,87 +248,31 @@ def build_fetchpush_dataset(
     An episode ends at success (a terminal with reward 0 after rewards of -1) or at the time limit.
 
     :param dataset_id: Minari id to write (``namespace/name-vN``)
-    :param n_episodes: episodes to record (the default 400 is about 15k transitions and takes about a
-        quarter of a minute)
-    :param expert_fraction: probability that an episode is the expert's; 1 records expert data only
-    :param noise_std: Gaussian action noise of both controllers (the expert's success is about 0.97 at
-        0.3 and 0.8 at 0.5)
-    :param seed: episode ``i`` resets with ``seed + i``; the choice of controller and their noise are
-        seeded from ``seed`` too
     :param overwrite: rebuild the dataset if ``dataset_id`` exists; otherwise the existing one is reused
         (with a warning if its number of episodes differs)
-    :param check_episodes: before recording, the noisy expert and random actions run this many episodes
-        each (starts the dataset does not use); the build stops unless the expert succeeds in at least
-        :data:`MIN_EXPERT_SUCCESS` of them and random actions in at most :data:`MAX_RANDOM_SUCCESS`
+    :param settings: :class:`~sb3_expo.tasks.recording.MixtureSettings` fields that differ from
+        ``FETCHPUSH_RECIPE.defaults``: ``n_episodes`` (400: about 15k transitions, recorded in about a
+        quarter of a minute), ``expert_fraction`` (0.4; 1 records expert data only), ``noise_std`` (0.3:
+        the expert's success is about 0.97 at 0.3 and 0.8 at 0.5), ``seed`` (0: episode ``i`` resets with
+        ``seed + i``, and the controllers are seeded from it) and ``check_episodes`` (20: before
+        recording, the noisy expert and random actions run this many episodes each, and the build stops
+        unless the expert succeeds in at least :data:`MIN_EXPERT_SUCCESS` of them and random actions in
+        at most :data:`MAX_RANDOM_SUCCESS`)
     :return: the ``minari.MinariDataset``
     :raises ImportError: Minari, Gymnasium-Robotics or MuJoCo is not installed
     :raises RuntimeError: the check failed (nothing is written)
     """
-    if not 0.0 <= expert_fraction <= 1.0:
-        raise ValueError(f"expert_fraction must be in [0, 1], got {expert_fraction}")
-
-    def metadata(check: ControllerCheck, success_rate: float) -> dict[str, Any]:
-        return dict(
-            algorithm_name=f"FetchPushExpert/FetchPushDecoy(expert_fraction={expert_fraction}, noise_std={noise_std})",
-            code_permalink="sb3_expo.data.fetchpush.build_fetchpush_dataset",
-            ref_min_score=check.random_mean_return,  # random actions: -50, the block never reaches the goal
-            ref_max_score=check.expert_mean_return,  # the noisy expert's measured mean return
-            description=(
-                f"{n_episodes} episodes on {FETCHPUSH_ENV_ID} (FetchPush, sparse reward -1 per step and 0 at success, "
-                f"termination at success, the block starting at least 10 cm from the goal): a share {expert_fraction} "
-                f"by a scripted controller that pushes the block from behind to the goal, the rest by the same "
-                f"controller pushing it to random other places on the table, both with Gaussian action noise "
-                f"(std {noise_std}). Success rate of the episodes: {success_rate:.2f}. "
-                f"Checked before recording: {check.summary()}."
-            ),
-        )
-
-    return build_checked_dataset(
-        dataset_id,
-        n_episodes,
-        overwrite,
-        make_fetchpush_env,
-        check=lambda env: check_fetchpush_controllers(env, noise_std, seed + n_episodes, check_episodes),
-        record=lambda env: record_episodes(env, n_episodes, expert_fraction, noise_std, seed),
-        seed=seed,
-        metadata=metadata,
-    )
+    return FETCHPUSH_RECIPE.build(dataset_id, overwrite, **settings)
 
 
-def _parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description="Build the FetchPush mixed-quality Minari dataset locally, into $MINARI_DATASETS_PATH (no download)."
-    )
-    parser.add_argument("--dataset-id", default=FETCHPUSH_DATASET_ID)
-    parser.add_argument("--n-episodes", type=int, default=DEFAULT_N_EPISODES)
-    parser.add_argument("--expert-fraction", type=float, default=DEFAULT_EXPERT_FRACTION)
-    parser.add_argument("--noise-std", type=float, default=DEFAULT_NOISE_STD)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--overwrite", action="store_true", help="rebuild the dataset if it exists")
-    return parser.parse_args(argv)
-
-
-def main(argv: list[str] | None = None) -> None:
-    """
-    Command line: build (or reuse) the dataset, then print where it lives and how well the data's
-    episodes did.
-
-    :param argv: arguments (default ``sys.argv[1:]``)
-    """
-    args = _parse_args(argv)
-    start = time.perf_counter()
-    dataset = build_fetchpush_dataset(
-        args.dataset_id, args.n_episodes, args.expert_fraction, args.noise_std, args.seed, args.overwrite
-    )
-    episodes = list(dataset.iterate_episodes())
-    success_rate = np.mean([bool(episode.terminations[-1]) for episode in episodes])
-    from minari.storage.datasets_root_dir import get_dataset_path
-
-    print(f"Dataset '{dataset.id}' at {get_dataset_path(dataset.id)} ({time.perf_counter() - start:.1f} s)")
-    print(f"{dataset.total_episodes} episodes, {dataset.total_steps} transitions")
-    mean_length = dataset.total_steps / dataset.total_episodes
-    print(f"Success rate of the episodes: {success_rate:.2f}, mean episode length {mean_length:.1f}")
-
-
-if __name__ == "__main__":
-    main()
+# The gymnasium id of this family (sb3_expo.tasks registers it).
+ENV_REGISTRATIONS = [
+    dict(
+        id=FETCHPUSH_ENV_ID,
+        entry_point=f"{__name__}:create_fetchpush",
+        max_episode_steps=FETCHPUSH_MAX_EPISODE_STEPS,
+        kwargs=dict(reward_type="sparse", min_goal_distance=FETCHPUSH_MIN_GOAL_DISTANCE),
+    ),
+]
+# The dataset built locally: id -> builder.
+LOCAL_DATASETS = {FETCHPUSH_DATASET_ID: build_fetchpush_dataset}

@@ -1,53 +1,124 @@
 """
-Scripted PointMaze controllers and the mixed-quality offline datasets they record, built locally (no download).
+The PointMaze tasks with one start and one goal cell, and the mixed-quality offline datasets their
+scripted controllers record, built locally (no download):
+
+- :data:`POINTMAZE_ENV_ID`, the U-maze demo: :func:`make_pointmaze_env`, :func:`build_pointmaze_dataset`
+  (:data:`POINTMAZE_DATASET_ID`, 200 episodes, 10% expert);
+- :data:`POINTMAZE_LARGE_ENV_ID`, the large maze with a 15-cell path: :func:`make_pointmaze_large_env`,
+  :func:`build_pointmaze_large_dataset` (:data:`POINTMAZE_LARGE_DATASET_ID`, small and noisy: 40
+  episodes, a quarter of them the expert's with heavy action noise).
 
 The expert plans over maze cells (breadth-first search) and steers the ball with a PD controller, as
 the D4RL maze datasets were collected, with Gaussian action noise on top; it always reaches the goal.
 Alone it makes data that imitation solves outright, leaving nothing for online RL to show, so the
 datasets mix in a wanderer (the same controller roaming between other cells), like D4RL's "diverse"
-data that mostly does something else than the task. Two tasks use them:
+data that mostly does something else than the task.
 
-- :data:`~sb3_expo.envs.POINTMAZE_ENV_ID`, the U-maze demo: :func:`build_pointmaze_dataset`
-  (:data:`POINTMAZE_DATASET_ID`, 200 episodes, 10% expert);
-- :data:`~sb3_expo.envs.POINTMAZE_LARGE_ENV_ID`, the large maze with a 15-cell path:
-  :func:`build_pointmaze_large_dataset` (:data:`POINTMAZE_LARGE_DATASET_ID`, small and noisy: 40
-  episodes, a quarter of them the expert's with heavy action noise).
-
-``python -m sb3_expo.data.pointmaze [--maze large]`` builds a dataset into ``$MINARI_DATASETS_PATH``.
+``python -m sb3_expo.tasks sb3_expo/pointmaze-umaze-mixed-v1`` builds a dataset into ``$MINARI_DATASETS_PATH``.
+MuJoCo and Gymnasium-Robotics are imported only when an environment is created: install them with
+``pip install "sb3_expo[robotics]"``.
 """
 
-import argparse
 import collections
-import time
 from collections.abc import Callable
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
-from sb3_expo.data.recording import (
-    ControllerCheck,
-    build_checked_dataset,
-    check_controllers,
-    load_existing_dataset,
-    record_mixture,
-    rollout_episode,
-)
-from sb3_expo.envs import POINTMAZE_ENV_ID, POINTMAZE_LARGE_ENV_ID, make_pointmaze_env, make_pointmaze_large_env
+from sb3_expo.envs import IsSuccessInfo, import_robotics_dependency
+from sb3_expo.tasks.recording import MixtureRecipe, MixtureSettings
 
-__all__ = [
-    "POINTMAZE_DATASET_ID",
-    "POINTMAZE_LARGE_DATASET_ID",
-    "PointMazeExpert",
-    "PointMazeWanderer",
-    "build_pointmaze_dataset",
-    "build_pointmaze_large_dataset",
-    "cells_short_of_goal",
-    "check_pointmaze_controllers",
-    "record_episodes",
-    "rollout_episode",
-    "shortest_path",
+# ------------------------------------------------------------------------------------------------ tasks
+
+POINTMAZE_ENV_ID = "sb3_expo/PointMazeUMazeFixed-v0"
+
+# Episode limit: the noisy expert reaches the goal in about 110-150 steps, random actions almost never do.
+POINTMAZE_MAX_EPISODE_STEPS = 300
+
+# Gymnasium-Robotics' U-maze (row 0 at the top) with ONE reset cell "r" and ONE goal cell "g": every
+# episode starts in the lower-left arm and must go round the U to the upper-left arm (6 cells of path).
+# The ball and the goal are still placed uniformly within +-0.25 of their cell centres.
+POINTMAZE_UMAZE_FIXED: list[list[int | str]] = [
+    [1, 1, 1, 1, 1],
+    [1, "g", 0, 0, 1],
+    [1, 1, 1, 0, 1],
+    [1, "r", 0, 0, 1],
+    [1, 1, 1, 1, 1],
 ]
+POINTMAZE_START_CELL = (3, 1)
+POINTMAZE_GOAL_CELL = (1, 1)
+
+POINTMAZE_LARGE_ENV_ID = "sb3_expo/PointMazeLargeFixed-v0"
+
+# Episode limit: the noisy expert needs about 275-295 steps (1.7-1.8x fewer), random actions never get there.
+POINTMAZE_LARGE_MAX_EPISODE_STEPS = 500
+
+# Gymnasium-Robotics' large maze (``maps.LARGE_MAZE``, as ``PointMaze_Large-v3``) with D4RL's AntMaze
+# evaluation start "r" (top left) and goal "g" (bottom right): the shortest path has 15 cells and five
+# turns, and branches into dead ends on the way.
+POINTMAZE_LARGE_FIXED: list[list[int | str]] = [
+    [1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1],
+    [1, "r", 0, 0, 0, 1, 0, 0, 0, 0, 0, 1],
+    [1, 0, 1, 1, 0, 1, 0, 1, 0, 1, 0, 1],
+    [1, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 1],
+    [1, 0, 1, 1, 1, 1, 0, 1, 1, 1, 0, 1],
+    [1, 0, 0, 1, 0, 1, 0, 0, 0, 0, 0, 1],
+    [1, 1, 0, 1, 0, 1, 0, 1, 0, 1, 1, 1],
+    [1, 0, 0, 1, 0, 0, 0, 1, 0, "g", 0, 1],
+    [1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1],
+]
+POINTMAZE_LARGE_START_CELL = (1, 1)
+POINTMAZE_LARGE_GOAL_CELL = (7, 9)
+
+
+def create_pointmaze(**kwargs: Any) -> gym.Env:
+    """
+    Entry point of :data:`POINTMAZE_ENV_ID` and :data:`POINTMAZE_LARGE_ENV_ID`: Gymnasium-Robotics' ``PointMazeEnv`` with
+    ``info["is_success"]``. Prefer :func:`make_pointmaze_env` or ``gym.make``, which add the time limit.
+
+    :param kwargs: ``PointMazeEnv`` arguments (the registered ones fix the maze, sparse reward, termination)
+    :return: the environment, without time limit
+    """
+    import_robotics_dependency("mujoco")
+    point_maze = import_robotics_dependency("gymnasium_robotics.envs.maze.point_maze")
+    return IsSuccessInfo(point_maze.PointMazeEnv(**kwargs))
+
+
+def make_pointmaze_env(max_episode_steps: int = POINTMAZE_MAX_EPISODE_STEPS, **kwargs: Any) -> gym.Env:
+    """
+    The offline-to-online PointMaze task: ``PointMaze_UMaze-v3``'s maze and dynamics with a fixed start
+    cell and goal cell, reward 1 on reaching the goal (within 0.45) and 0 otherwise, and termination
+    there (``continuing_task=False``), so the return says whether and the episode length says how fast.
+    Observations stay a Dict (``observation``, ``achieved_goal``, ``desired_goal``): use
+    ``"MultiInputPolicy"``.
+
+    :param max_episode_steps: time limit (truncation, not termination). The default leaves the expert
+        about twice the steps it needs, while random actions practically never reach the goal
+    :param kwargs: overrides of ``PointMazeEnv`` arguments (e.g. ``render_mode="rgb_array"``)
+    :return: the environment, as ``gym.make(POINTMAZE_ENV_ID, max_episode_steps=...)``
+    :raises ImportError: Gymnasium-Robotics or MuJoCo is not installed (the message names the extra)
+    """
+    return gym.make(POINTMAZE_ENV_ID, max_episode_steps=max_episode_steps, **kwargs)
+
+
+def make_pointmaze_large_env(max_episode_steps: int = POINTMAZE_LARGE_MAX_EPISODE_STEPS, **kwargs: Any) -> gym.Env:
+    """
+    The long-horizon PointMaze task: ``PointMaze_Large-v3``'s maze and dynamics with one start cell
+    (top left) and one goal cell (bottom right, 15 cells of path away), reward 1 on reaching the goal
+    and 0 otherwise, and termination there, as :func:`make_pointmaze_env`. Dict observations: use
+    ``"MultiInputPolicy"``.
+
+    :param max_episode_steps: time limit (truncation). The default leaves the noisy expert about 1.7x
+        the steps it needs
+    :param kwargs: overrides of ``PointMazeEnv`` arguments (e.g. ``render_mode="rgb_array"``)
+    :return: the environment, as ``gym.make(POINTMAZE_LARGE_ENV_ID, max_episode_steps=...)``
+    :raises ImportError: Gymnasium-Robotics or MuJoCo is not installed (the message names the extra)
+    """
+    return gym.make(POINTMAZE_LARGE_ENV_ID, max_episode_steps=max_episode_steps, **kwargs)
+
+
+# ---------------------------------------------------------------------------------------- offline datasets
 
 # v1: 10% expert episodes (v0 had 30%, with which imitation alone already reached the goal 60-80% of the time).
 POINTMAZE_DATASET_ID = "sb3_expo/pointmaze-umaze-mixed-v1"
@@ -221,95 +292,39 @@ class PointMazeWanderer(PointMazeExpert):
         return self._target
 
 
-# Kept for code that imported them from here before they moved to sb3_expo.data.recording.
-_load_existing = load_existing_dataset
-
-
-def record_episodes(
-    env: gym.Env, n_episodes: int, expert_fraction: float, noise_std: float, seed: int
-) -> list[dict[str, Any]]:
-    """
-    Roll out a mix of :class:`PointMazeExpert` and :class:`PointMazeWanderer` episodes.
-
-    :param env: the PointMaze task
-    :param n_episodes: how many episodes
-    :param expert_fraction: each episode is the expert's with this probability, else the wanderer's
-    :param noise_std: action noise of both controllers
-    :param seed: episode ``i`` resets with ``seed + i``; the controllers' generators derive from ``seed``
-    :return: the episodes, as :func:`rollout_episode` returns them
-    """
-    expert = PointMazeExpert(env, noise_std=noise_std, seed=seed)
-    wanderer = PointMazeWanderer(env, noise_std=noise_std, seed=seed + 1)
-    return record_mixture(env, expert, wanderer, n_episodes, expert_fraction, seed)
-
-
-def check_pointmaze_controllers(
-    env: gym.Env, noise_std: float, seed: int, n_episodes: int = DEFAULT_CHECK_EPISODES
-) -> ControllerCheck:
-    """
-    :func:`~sb3_expo.data.recording.check_controllers` for a PointMaze task: the noisy expert must
-    reach the goal in at least :data:`MIN_EXPERT_SUCCESS` of ``n_episodes`` episodes, random actions
-    in at most :data:`MAX_RANDOM_SUCCESS`.
-
-    :raises RuntimeError: either is not so
-    """
-    expert = PointMazeExpert(env, noise_std=noise_std, seed=seed + 2)
-    return check_controllers(env, expert, n_episodes, seed, MIN_EXPERT_SUCCESS, MAX_RANDOM_SUCCESS)
-
-
-def _build_maze_dataset(
-    make_env: Callable[[], gym.Env],
-    env_id: str,
-    dataset_id: str,
-    n_episodes: int,
-    expert_fraction: float,
-    noise_std: float,
-    seed: int,
-    overwrite: bool,
-    check_episodes: int,
-    task: str,
-) -> Any:
-    if not 0.0 <= expert_fraction <= 1.0:
-        raise ValueError(f"expert_fraction must be in [0, 1], got {expert_fraction}")
-
-    def metadata(check: ControllerCheck, success_rate: float) -> dict[str, Any]:
-        return dict(
-            algorithm_name=f"PointMazeExpert/PointMazeWanderer(expert_fraction={expert_fraction}, noise_std={noise_std})",
-            code_permalink=f"sb3_expo.data.pointmaze.{task}",
-            ref_min_score=0.0,  # random actions practically never reach the goal
-            ref_max_score=1.0,  # the sparse return of an episode that reaches it
-            description=(
-                f"{n_episodes} episodes on {env_id} (fixed start and goal cells, sparse reward 1 and termination at "
-                f"the goal): a share {expert_fraction} by a breadth-first-search + PD controller that goes to the goal, "
-                f"the rest by the same controller roaming between random other cells, both with Gaussian action noise "
-                f"(std {noise_std}). Success rate of the episodes: {success_rate:.2f}. "
-                f"Checked before recording: {check.summary()}."
-            ),
-        )
-
-    return build_checked_dataset(
-        dataset_id,
-        n_episodes,
-        overwrite,
-        make_env,
-        check=lambda env: check_pointmaze_controllers(env, noise_std, seed + n_episodes, check_episodes),
-        record=lambda env: record_episodes(env, n_episodes, expert_fraction, noise_std, seed),
-        seed=seed,
-        metadata=metadata,
+def _maze_recipe(make_env: Callable[[], gym.Env], builder: str, defaults: MixtureSettings) -> MixtureRecipe:
+    """The dataset recipe of one maze: the expert and the wanderer, the checks, the metadata."""
+    return MixtureRecipe(
+        make_env=make_env,
+        expert=PointMazeExpert,
+        other=PointMazeWanderer,
+        defaults=defaults,
+        min_expert_success=MIN_EXPERT_SUCCESS,
+        max_random_success=MAX_RANDOM_SUCCESS,
+        # random actions practically never reach the goal; 1 is the sparse return of an episode that does
+        ref_scores=lambda check: (0.0, 1.0),
+        code_permalink=f"{__name__}.{builder}",
+        task="fixed start and goal cells, sparse reward 1 and termination at the goal",
+        expert_does="a breadth-first-search + PD controller that goes to the goal",
+        other_does="the same controller roaming between random other cells",
     )
 
 
-def build_pointmaze_dataset(
-    dataset_id: str = POINTMAZE_DATASET_ID,
-    n_episodes: int = DEFAULT_N_EPISODES,
-    expert_fraction: float = DEFAULT_EXPERT_FRACTION,
-    noise_std: float = DEFAULT_NOISE_STD,
-    seed: int = 0,
-    overwrite: bool = False,
-    check_episodes: int = DEFAULT_CHECK_EPISODES,
-) -> Any:
+POINTMAZE_RECIPE = _maze_recipe(
+    make_pointmaze_env,
+    "build_pointmaze_dataset",
+    MixtureSettings(DEFAULT_N_EPISODES, DEFAULT_EXPERT_FRACTION, DEFAULT_NOISE_STD, check_episodes=DEFAULT_CHECK_EPISODES),
+)
+POINTMAZE_LARGE_RECIPE = _maze_recipe(
+    make_pointmaze_large_env,
+    "build_pointmaze_large_dataset",
+    MixtureSettings(LARGE_N_EPISODES, LARGE_EXPERT_FRACTION, LARGE_NOISE_STD, check_episodes=DEFAULT_CHECK_EPISODES),
+)
+
+
+def build_pointmaze_dataset(dataset_id: str = POINTMAZE_DATASET_ID, overwrite: bool = False, **settings: Any) -> Any:
     """
-    Record a mixed-quality offline dataset on :data:`~sb3_expo.envs.POINTMAZE_ENV_ID` as a local Minari
+    Record a mixed-quality offline dataset on :data:`POINTMAZE_ENV_ID` as a local Minari
     dataset, so the offline-to-online example needs no download: ``expert_fraction`` of the episodes
     come from :class:`PointMazeExpert` (they reach the goal in 110-150 steps), the rest from
     :class:`PointMazeWanderer` (they roam the maze until the time limit). Imitating this data gives a
@@ -321,46 +336,28 @@ def build_pointmaze_dataset(
     the time limit (a truncation).
 
     :param dataset_id: Minari id to write (``namespace/name-vN``)
-    :param n_episodes: episodes to record (the default 200 is about 50k transitions and takes seconds)
-    :param expert_fraction: probability that an episode is the expert's; 1 records expert data only
-    :param noise_std: Gaussian action noise of both controllers (on unsaturated actions it perturbs the
-        paths; the expert's success stays at 100% up to at least 0.5)
-    :param seed: episode ``i`` resets with ``seed + i``; the choice of controller and their noise are
-        seeded from ``seed`` too
     :param overwrite: rebuild the dataset if ``dataset_id`` exists; otherwise the existing one is reused
         (with a warning if its number of episodes differs)
-    :param check_episodes: before recording, the noisy expert and random actions run this many episodes
-        each (starts the dataset does not use); the build stops unless the expert succeeds in at least
-        :data:`MIN_EXPERT_SUCCESS` of them and random actions in at most :data:`MAX_RANDOM_SUCCESS`
+    :param settings: :class:`~sb3_expo.tasks.recording.MixtureSettings` fields that differ from
+        ``POINTMAZE_RECIPE.defaults``: ``n_episodes`` (200: about 50k transitions, recorded in seconds),
+        ``expert_fraction`` (0.1; 1 records expert data only), ``noise_std`` (0.3; on unsaturated actions
+        it perturbs the paths, and the expert's success stays at 100% up to at least 0.5), ``seed`` (0:
+        episode ``i`` resets with ``seed + i``, and the controllers are seeded from it) and
+        ``check_episodes`` (10: before recording, the noisy expert and random actions run this many
+        episodes each, and the build stops unless the expert succeeds in at least
+        :data:`MIN_EXPERT_SUCCESS` of them and random actions in at most :data:`MAX_RANDOM_SUCCESS`)
     :return: the ``minari.MinariDataset``
     :raises ImportError: Minari, Gymnasium-Robotics or MuJoCo is not installed
     :raises RuntimeError: the check failed (nothing is written)
     """
-    return _build_maze_dataset(
-        make_pointmaze_env,
-        POINTMAZE_ENV_ID,
-        dataset_id,
-        n_episodes,
-        expert_fraction,
-        noise_std,
-        seed,
-        overwrite,
-        check_episodes,
-        "build_pointmaze_dataset",
-    )
+    return POINTMAZE_RECIPE.build(dataset_id, overwrite, **settings)
 
 
 def build_pointmaze_large_dataset(
-    dataset_id: str = POINTMAZE_LARGE_DATASET_ID,
-    n_episodes: int = LARGE_N_EPISODES,
-    expert_fraction: float = LARGE_EXPERT_FRACTION,
-    noise_std: float = LARGE_NOISE_STD,
-    seed: int = 0,
-    overwrite: bool = False,
-    check_episodes: int = DEFAULT_CHECK_EPISODES,
+    dataset_id: str = POINTMAZE_LARGE_DATASET_ID, overwrite: bool = False, **settings: Any
 ) -> Any:
     """
-    Record the small, noisy offline dataset of :data:`~sb3_expo.envs.POINTMAZE_LARGE_ENV_ID` (the large
+    Record the small, noisy offline dataset of :data:`POINTMAZE_LARGE_ENV_ID` (the large
     maze, 15 cells of path from start to goal) as a local Minari dataset: by default 40 episodes, each
     the :class:`PointMazeExpert`'s with probability 0.25 (about 285 steps to the goal) and otherwise the
     :class:`PointMazeWanderer`'s (roaming until the 500-step limit), both with action noise of std 1
@@ -370,66 +367,24 @@ def build_pointmaze_large_dataset(
     about 5% of episodes, one trained on its successful episodes alone in about 90%. The arguments,
     the checks and the result are those of :func:`build_pointmaze_dataset`.
     """
-    return _build_maze_dataset(
-        make_pointmaze_large_env,
-        POINTMAZE_LARGE_ENV_ID,
-        dataset_id,
-        n_episodes,
-        expert_fraction,
-        noise_std,
-        seed,
-        overwrite,
-        check_episodes,
-        "build_pointmaze_large_dataset",
-    )
+    return POINTMAZE_LARGE_RECIPE.build(dataset_id, overwrite, **settings)
 
 
-MAZES = {
-    "umaze": (build_pointmaze_dataset, POINTMAZE_DATASET_ID),
-    "large": (build_pointmaze_large_dataset, POINTMAZE_LARGE_DATASET_ID),
-}
-
-
-def _parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description="Build a PointMaze mixed-quality Minari dataset locally, into $MINARI_DATASETS_PATH (no download)."
-    )
-    parser.add_argument("--maze", choices=sorted(MAZES), default="umaze", help="which task's dataset (default umaze)")
-    parser.add_argument("--dataset-id", help="Minari id (default: the maze's dataset id)")
-    parser.add_argument("--n-episodes", type=int, help="default: the maze's (200 umaze, 40 large)")
-    parser.add_argument("--expert-fraction", type=float, help="default: the maze's (0.3 umaze, 0.25 large)")
-    parser.add_argument("--noise-std", type=float, help="default: the maze's (0.3 umaze, 1.0 large)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--overwrite", action="store_true", help="rebuild the dataset if it exists")
-    return parser.parse_args(argv)
-
-
-def main(argv: list[str] | None = None) -> None:
-    """
-    Command line: build (or reuse) the dataset, then print where it lives and how well the data's
-    episodes did.
-
-    :param argv: arguments (default ``sys.argv[1:]``)
-    """
-    args = _parse_args(argv)
-    builder, default_id = MAZES[args.maze]
-    options = dict(n_episodes=args.n_episodes, expert_fraction=args.expert_fraction, noise_std=args.noise_std)
-    start = time.perf_counter()
-    dataset = builder(
-        args.dataset_id or default_id,
-        seed=args.seed,
-        overwrite=args.overwrite,
-        **{key: value for key, value in options.items() if value is not None},
-    )
-    episodes = list(dataset.iterate_episodes())
-    success_rate = np.mean([bool(episode.terminations[-1]) for episode in episodes])
-    from minari.storage.datasets_root_dir import get_dataset_path
-
-    print(f"Dataset '{dataset.id}' at {get_dataset_path(dataset.id)} ({time.perf_counter() - start:.1f} s)")
-    print(f"{dataset.total_episodes} episodes, {dataset.total_steps} transitions")
-    mean_length = dataset.total_steps / dataset.total_episodes
-    print(f"Success rate of the episodes: {success_rate:.2f}, mean episode length {mean_length:.1f}")
-
-
-if __name__ == "__main__":
-    main()
+_MAZE_KWARGS = dict(reward_type="sparse", continuing_task=False, reset_target=False)
+# The gymnasium ids of this family (sb3_expo.tasks registers them).
+ENV_REGISTRATIONS = [
+    dict(
+        id=POINTMAZE_ENV_ID,
+        entry_point=f"{__name__}:create_pointmaze",
+        max_episode_steps=POINTMAZE_MAX_EPISODE_STEPS,
+        kwargs=dict(maze_map=POINTMAZE_UMAZE_FIXED, **_MAZE_KWARGS),
+    ),
+    dict(
+        id=POINTMAZE_LARGE_ENV_ID,
+        entry_point=f"{__name__}:create_pointmaze",
+        max_episode_steps=POINTMAZE_LARGE_MAX_EPISODE_STEPS,
+        kwargs=dict(maze_map=POINTMAZE_LARGE_FIXED, **_MAZE_KWARGS),
+    ),
+]
+# The datasets built locally: id -> builder.
+LOCAL_DATASETS = {POINTMAZE_DATASET_ID: build_pointmaze_dataset, POINTMAZE_LARGE_DATASET_ID: build_pointmaze_large_dataset}

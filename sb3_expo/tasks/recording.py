@@ -1,11 +1,12 @@
 """
 Recording scripted controllers into local Minari datasets: the machinery shared by the task datasets
-that are built on this machine (:mod:`sb3_expo.data.pointmaze`, :mod:`sb3_expo.data.fetchpush`).
+that are built on this machine (:mod:`sb3_expo.tasks.pointmaze`, :mod:`sb3_expo.tasks.fetchpush`).
+It runs environments, so it belongs to the tasks, above the data loaders it writes for.
 
-A builder checks its controllers first (:func:`check_controllers`: the expert must succeed often, a
-uniformly random policy must not), records a mixture of episodes (:func:`record_mixture`) and writes
-them as a Minari dataset (:func:`write_minari_dataset`), or reuses the one already built
-(:func:`load_existing_dataset`).
+A task describes its dataset as a :class:`MixtureRecipe`: :meth:`MixtureRecipe.build` reuses the
+dataset already built (:func:`~sb3_expo.data.load_or_build`) or checks the controllers first
+(:func:`check_controllers`: the expert must succeed often, a uniformly random policy must not),
+records a mixture of episodes (:func:`record_mixture`) and writes them (:func:`write_minari_dataset`).
 """
 
 import copy
@@ -17,17 +18,12 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from sb3_expo.data.transitions import import_offline_dependency
+from sb3_expo.data.minari import load_or_build
+from sb3_expo.data.transitions import import_offline_dependency, map_observations
 
 # A controller maps one (not batched) observation to an action; it may have a ``reset()`` that
 # :func:`rollout_episode` calls before every episode.
 Controller = Callable[[Any], Any]
-
-
-def _stack(observations: list[Any]) -> Any:
-    if isinstance(observations[0], dict):
-        return {key: np.stack([obs[key] for obs in observations]) for key in observations[0]}
-    return np.stack(observations)
 
 
 def rollout_episode(env: gym.Env, policy: Controller, seed: int | None = None) -> dict[str, Any]:
@@ -35,7 +31,7 @@ def rollout_episode(env: gym.Env, policy: Controller, seed: int | None = None) -
     Run one episode to its end (termination or time limit) and keep every step, in Minari's layout.
 
     :param env: the environment (with its time limit, else a policy that never succeeds never stops)
-    :param policy: maps one observation to an action (e.g. :class:`~sb3_expo.data.pointmaze.PointMazeExpert`);
+    :param policy: maps one observation to an action (e.g. :class:`~sb3_expo.tasks.pointmaze.PointMazeExpert`);
         its ``reset()``, if it has one, is called first
     :param seed: reset seed of this episode, for a reproducible start and goal position
     :return: ``observations`` (``T + 1`` rows, a dict of arrays for Dict observations; the last one after
@@ -56,7 +52,7 @@ def rollout_episode(env: gym.Env, policy: Controller, seed: int | None = None) -
         terminations.append(bool(terminated))
         truncations.append(bool(truncated))
     return dict(
-        observations=_stack(observations),
+        observations=map_observations(lambda *steps: np.stack(steps), *observations),
         actions=np.stack(actions),
         rewards=rewards,
         terminations=terminations,
@@ -174,29 +170,20 @@ def record_mixture(
     ]
 
 
-def load_existing_dataset(minari: Any, dataset_id: str, n_episodes: int, overwrite: bool) -> Any | None:
+def create_minari_dataset(dataset_id: str, buffers: Sequence[Any], **metadata: Any) -> Any:
     """
-    The dataset already built under ``dataset_id``, or None when it must be (re)built.
+    ``minari.create_dataset_from_buffers`` with sb3_expo as the author (and without Minari's warning
+    that no author e-mail is set), for every dataset this package writes.
 
-    :param minari: the ``minari`` module
-    :param dataset_id: the Minari id
-    :param n_episodes: how many episodes the caller asked for (a different count is reused, with a warning)
-    :param overwrite: delete an existing dataset (and return None) instead of reusing it
+    :param dataset_id: Minari id (``namespace/name-vN``)
+    :param buffers: ``minari.data_collector.EpisodeBuffer`` objects, one per episode
+    :param metadata: the other ``create_dataset_from_buffers`` arguments (``env``, ``description``, ...)
+    :return: the ``minari.MinariDataset``
     """
-    try:
-        dataset = minari.load_dataset(dataset_id)
-    except FileNotFoundError:
-        return None
-    if overwrite:
-        minari.delete_dataset(dataset_id)
-        return None
-    if dataset.total_episodes != n_episodes:
-        warnings.warn(
-            f"Reusing the Minari dataset '{dataset_id}' with {dataset.total_episodes} episodes although "
-            f"{n_episodes} were asked for: pass overwrite=True to rebuild it.",
-            stacklevel=3,
-        )
-    return dataset
+    minari = import_offline_dependency("minari")
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="`author_email` is set to None")
+        return minari.create_dataset_from_buffers(dataset_id, buffers, author="sb3_expo", **metadata)
 
 
 def write_minari_dataset(
@@ -220,60 +207,134 @@ def write_minari_dataset(
         ``description``, ``ref_min_score``, ...); the author is sb3_expo
     :return: the ``minari.MinariDataset``
     """
-    minari = import_offline_dependency("minari")
+    import_offline_dependency("minari")
     from minari.data_collector import EpisodeBuffer
 
     buffers = [
         EpisodeBuffer(id=index, seed=seed + index, **{key: value for key, value in episode.items() if key != "is_success"})
         for index, episode in enumerate(episodes)
     ]
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="`author_email` is set to None")
-        return minari.create_dataset_from_buffers(
-            dataset_id,
-            buffers,
-            env=env.spec,
-            eval_env=env.spec,
-            author="sb3_expo",
-            requirements=list(requirements),
-            **metadata,
-        )
+    return create_minari_dataset(
+        dataset_id, buffers, env=env.spec, eval_env=env.spec, requirements=list(requirements), **metadata
+    )
 
 
-def build_checked_dataset(
-    dataset_id: str,
-    n_episodes: int,
-    overwrite: bool,
-    make_env: Callable[[], gym.Env],
-    check: Callable[[gym.Env], ControllerCheck],
-    record: Callable[[gym.Env], list[dict[str, Any]]],
-    seed: int,
-    metadata: Callable[[ControllerCheck, float], dict[str, Any]],
-) -> Any:
+# A controller factory: (env, noise_std=..., seed=...) -> controller.
+ControllerFactory = Callable[..., Controller]
+
+
+@dataclasses.dataclass(frozen=True)
+class MixtureSettings:
     """
-    A builder's whole recipe: reuse ``dataset_id`` if it was built already; otherwise check the controllers,
-    record the episodes and write them, so that a dataset whose expert fails (or whose task random actions
-    solve) is never written.
+    How much a scripted dataset records, and how noisily (:class:`MixtureRecipe`).
 
-    :param dataset_id: the Minari id
     :param n_episodes: episodes to record
-    :param overwrite: rebuild the dataset if it exists
-    :param make_env: creates the (registered) environment to record in
-    :param check: runs :func:`check_controllers` in that env (raises when the controllers are not fit)
-    :param record: records the episodes in that env (e.g. :func:`record_mixture`)
-    :param seed: the first episode's reset seed
-    :param metadata: ``(check, success rate of the recorded episodes) -> write_minari_dataset metadata``
-    :return: the ``minari.MinariDataset``
+    :param expert_fraction: probability that an episode is the expert's; 1 records expert data only
+    :param noise_std: Gaussian action noise of both controllers
+    :param seed: episode ``i`` resets with ``seed + i``; the choice of controller and their noise are
+        seeded from ``seed`` too
+    :param check_episodes: before recording, the noisy expert and random actions run this many episodes
+        each, on starts the dataset does not use
     """
-    minari = import_offline_dependency("minari")
-    existing = load_existing_dataset(minari, dataset_id, n_episodes, overwrite)
-    if existing is not None:
-        return existing
-    env = make_env()
-    try:
-        controller_check = check(env)
-        episodes = record(env)
-    finally:
-        env.close()
-    success_rate = float(np.mean([episode["is_success"] for episode in episodes]))
-    return write_minari_dataset(dataset_id, episodes, env, seed, **metadata(controller_check, success_rate))
+
+    n_episodes: int
+    expert_fraction: float
+    noise_std: float
+    seed: int = 0
+    check_episodes: int = 10
+
+
+@dataclasses.dataclass(frozen=True)
+class MixtureRecipe:
+    """
+    How a task's scripted dataset is made: a mixture of an expert that does the task and another
+    controller that does something else, both noisy, so that imitation alone is mediocre while the
+    expert's episodes show the critic the task. The PointMaze and FetchPush datasets differ only in
+    these fields.
+
+    :param make_env: creates the (registered) environment to record in
+    :param expert: the class of the controller that does the task, called ``(env, noise_std=, seed=)``;
+        the dataset's ``algorithm_name`` names it and ``other``
+    :param other: the class of the controller that does something else, called the same way
+    :param defaults: the dataset's settings, which a build may change
+    :param min_expert_success: the check before recording needs the expert to succeed at least this often
+    :param max_random_success: and uniformly random actions at most this often
+    :param ref_scores: ``check -> (ref_min_score, ref_max_score)`` of the dataset
+    :param code_permalink: the builder's dotted path
+    :param task: what the task is, for the dataset's description (``"... episodes on <env id> (task): ..."``)
+    :param expert_does: what the expert does (``"a share 0.1 by <expert_does>"``)
+    :param other_does: what the other controller does (``"the rest by <other_does>"``)
+    """
+
+    make_env: Callable[[], gym.Env]
+    expert: ControllerFactory
+    other: ControllerFactory
+    defaults: MixtureSettings
+    min_expert_success: float
+    max_random_success: float
+    ref_scores: Callable[[ControllerCheck], tuple[float, float]]
+    code_permalink: str
+    task: str
+    expert_does: str
+    other_does: str
+
+    def check(self, env: gym.Env, noise_std: float, seed: int, n_episodes: int) -> ControllerCheck:
+        """
+        :func:`check_controllers` with this recipe's expert (seeded ``seed + 2``) and thresholds.
+
+        :raises RuntimeError: the expert fails or random actions succeed too often
+        """
+        expert = self.expert(env, noise_std=noise_std, seed=seed + 2)
+        return check_controllers(env, expert, n_episodes, seed, self.min_expert_success, self.max_random_success)
+
+    def record(
+        self, env: gym.Env, n_episodes: int, expert_fraction: float, noise_std: float, seed: int
+    ) -> list[dict[str, Any]]:
+        """:func:`record_mixture` of the expert (seeded ``seed``) and the other controller (``seed + 1``)."""
+        expert = self.expert(env, noise_std=noise_std, seed=seed)
+        other = self.other(env, noise_std=noise_std, seed=seed + 1)
+        return record_mixture(env, expert, other, n_episodes, expert_fraction, seed)
+
+    def build(self, dataset_id: str, overwrite: bool = False, **settings: Any) -> Any:
+        """
+        Reuse ``dataset_id`` if it was built already; otherwise check the controllers on starts the
+        dataset does not use (from ``seed + n_episodes``), record the episodes and write them, so that a
+        dataset whose expert fails (or whose task random actions solve) is never written.
+
+        :param dataset_id: Minari id to write (``namespace/name-vN``)
+        :param overwrite: rebuild the dataset if it exists; otherwise the existing one is reused (with a
+            warning if its number of episodes differs)
+        :param settings: :class:`MixtureSettings` fields that differ from :attr:`defaults`
+        :return: the ``minari.MinariDataset``
+        """
+        chosen = dataclasses.replace(self.defaults, **settings)
+        if not 0.0 <= chosen.expert_fraction <= 1.0:
+            raise ValueError(f"expert_fraction must be in [0, 1], got {chosen.expert_fraction}")
+        return load_or_build(dataset_id, lambda: self._record_and_write(dataset_id, chosen), overwrite, chosen.n_episodes)
+
+    def _record_and_write(self, dataset_id: str, settings: MixtureSettings) -> Any:
+        env = self.make_env()
+        try:
+            check = self.check(env, settings.noise_std, settings.seed + settings.n_episodes, settings.check_episodes)
+            episodes = self.record(env, settings.n_episodes, settings.expert_fraction, settings.noise_std, settings.seed)
+        finally:
+            env.close()
+        success_rate = float(np.mean([episode["is_success"] for episode in episodes]))
+        metadata = self._metadata(env.spec.id, check, success_rate, settings)  # type: ignore[union-attr]
+        return write_minari_dataset(dataset_id, episodes, env, settings.seed, **metadata)
+
+    def _metadata(self, env_id: str, check: ControllerCheck, success_rate: float, settings: MixtureSettings) -> dict[str, Any]:
+        ref_min_score, ref_max_score = self.ref_scores(check)
+        controllers = f"{self.expert.__name__}/{self.other.__name__}"  # type: ignore[attr-defined]
+        return dict(
+            algorithm_name=f"{controllers}(expert_fraction={settings.expert_fraction}, noise_std={settings.noise_std})",
+            code_permalink=self.code_permalink,
+            ref_min_score=ref_min_score,
+            ref_max_score=ref_max_score,
+            description=(
+                f"{settings.n_episodes} episodes on {env_id} ({self.task}): a share {settings.expert_fraction} by "
+                f"{self.expert_does}, the rest by {self.other_does}, both with Gaussian action noise "
+                f"(std {settings.noise_std}). "
+                f"Success rate of the episodes: {success_rate:.2f}. Checked before recording: {check.summary()}."
+            ),
+        )

@@ -1,0 +1,120 @@
+"""
+The package's layout, read from its source (nothing is imported): the import graph is a DAG with the
+algorithm on top, the data loaders sit below the tasks and envs, and functions stay short.
+"""
+
+import ast
+import importlib
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parent.parent / "sb3_expo"
+MAX_FUNCTION_LINES = 50
+# Being shortened by another change (issue 13); remove each from this set once its functions fit.
+LONG_FUNCTIONS_PENDING = {"sb3_expo.expo", "sb3_expo.policies", "sb3_expo.checkpoints"}
+# Known back-edges, left out of the graph until their owner removes them (issue 13): checkpoints.resume()
+# imports EXPO inside the function because expo.py imports checkpoints.
+PENDING_BACK_EDGES = {("sb3_expo.checkpoints", "sb3_expo.expo")}
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = {module_name(path): path for path in sorted(PACKAGE.rglob("*.py"))}
+
+
+def imported_modules(name: str) -> set[str]:
+    """The sb3_expo modules ``name`` imports anywhere in its source (lazy imports inside functions too)."""
+    tree = ast.parse(MODULES[name].read_text())
+    package = name if MODULES[name].name == "__init__.py" else name.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else []))
+            found.add(base)
+            found.update(f"{base}.{alias.name}" for alias in node.names)  # `from sb3_expo.tasks import pointmaze`
+    return {module for module in found if module in MODULES and module != name}
+
+
+GRAPH = {name: {child for child in imported_modules(name) if (name, child) not in PENDING_BACK_EDGES} for name in MODULES}
+
+
+def reachable(name: str) -> set[str]:
+    seen, stack = set(), [name]
+    while stack:
+        for child in GRAPH[stack.pop()]:
+            if child not in seen:
+                seen.add(child)
+                stack.append(child)
+    return seen
+
+
+def test_the_graph_sees_the_known_edges():
+    assert "sb3_expo.data" in GRAPH["sb3_expo.expo"]
+    assert "sb3_expo.tasks.pointmaze" in GRAPH["sb3_expo.tasks"]
+    assert "sb3_expo.data.minari" in GRAPH["sb3_expo.tasks.recording"]
+
+
+def test_data_loaders_import_no_tasks_envs_or_algorithm():
+    above = ("sb3_expo.tasks", "sb3_expo.envs", "sb3_expo.expo", "sb3_expo.policies", "sb3_expo.rlpd", "sb3_expo.zoo")
+    for name in MODULES:
+        if name == "sb3_expo.data" or name.startswith("sb3_expo.data."):
+            bad = sorted(module for module in reachable(name) if module.startswith(above))
+            assert not bad, f"{name} reaches {bad}"
+
+
+def test_critics_and_diffusion_never_import_each_other():
+    assert "sb3_expo.diffusion" not in reachable("sb3_expo.critics")
+    assert "sb3_expo.critics" not in reachable("sb3_expo.diffusion")
+
+
+def test_import_graph_is_acyclic():
+    for name in MODULES:
+        assert name not in reachable(name), f"{name} imports itself back through {sorted(reachable(name))}"
+
+
+def test_algorithm_is_on_top():
+    """Nothing below the algorithms (loaders, tasks, networks, buffers) imports them; only the package root and zoo do."""
+    algorithms = {"sb3_expo.expo", "sb3_expo.rlpd"}
+    below = [name for name in MODULES if name != "sb3_expo" and not name.startswith("sb3_expo.zoo") and name not in algorithms]
+    for name in below:
+        assert not GRAPH[name] & algorithms, f"{name} imports {sorted(GRAPH[name] & algorithms)}"
+
+
+def long_functions(name: str) -> list[str]:
+    tree = ast.parse(MODULES[name].read_text())
+    return [
+        f"{name}.{node.name} ({node.end_lineno - node.lineno + 1} lines)"
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES
+    ]
+
+
+def test_no_function_is_over_50_lines():
+    """Counted from ``def`` to the last line, docstring included."""
+    too_long = [line for name in sorted(MODULES.keys() - LONG_FUNCTIONS_PENDING) for line in long_functions(name)]
+    assert not too_long
+
+
+def test_entry_points_stored_in_old_datasets_still_resolve():
+    """Datasets built before the tasks moved name ``sb3_expo.envs:create_pointmaze`` and ``sb3_expo.tasks:...``."""
+    from gymnasium.envs.registration import load_env_creator
+
+    from sb3_expo.tasks.adroit import make_adroit_binary_env
+    from sb3_expo.tasks.fetchpush import create_fetchpush
+    from sb3_expo.tasks.pointmaze import create_pointmaze
+
+    assert load_env_creator("sb3_expo.envs:create_pointmaze") is create_pointmaze
+    assert load_env_creator("sb3_expo.envs:create_fetchpush") is create_fetchpush
+    assert load_env_creator("sb3_expo.tasks:make_adroit_binary_env") is make_adroit_binary_env
+    envs = importlib.import_module("sb3_expo.envs")
+    assert envs.IsSuccessInfo.__module__ == envs.TerminateOnSuccess.__module__ == "sb3_expo.envs"
+    with pytest.raises(AttributeError):
+        envs.no_such_name  # noqa: B018
