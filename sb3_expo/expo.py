@@ -20,7 +20,15 @@ from sb3_expo.data import OfflineSource, OfflineTransitions, RewardTransform
 from sb3_expo.offline import DEFAULT_OFFLINE_RATIO, OfflineToOnline, choose_replay_buffer_class
 from sb3_expo.policies import ExpoPolicy, MlpPolicy, MultiInputPolicy
 from sb3_expo.safeguards import Safeguards
-from sb3_expo.update import Minibatch, TrainMetrics, check_finite_losses, cosine_decay, critic_loss, td_target
+from sb3_expo.update import (
+    Minibatch,
+    TrainMetrics,
+    check_finite_losses,
+    cosine_decay,
+    critic_loss,
+    guarded_step,
+    td_target,
+)
 
 __all__ = ["DEFAULT_OFFLINE_RATIO", "EXPO", "LOG_ENT_COEF_MAX", "LOG_ENT_COEF_MIN", "cosine_decay", "td_target"]
 
@@ -305,9 +313,7 @@ class EXPO(Safeguards, OfflineToOnline, OffPolicyAlgorithm):
                 selection_subset, value_subset,
             )  # fmt: skip
         loss, q_values = self._critic_loss(self.critic, batch.obs, batch.actions, target)
-        self.critic.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.critic.optimizer.step()
+        guarded_step(self.critic.optimizer, loss, "critic_loss", self._n_updates)
         polyak_update(self.critic.parameters(), self.critic_target.parameters(), self.tau)
         q_values = q_values.detach()
         return {
@@ -321,9 +327,7 @@ class EXPO(Safeguards, OfflineToOnline, OffPolicyAlgorithm):
     def _base_step(self, obs: th.Tensor, actions: th.Tensor) -> dict[str, th.Tensor]:
         """One imitation step of the base policy (DDPM loss, AdamW), then its EMA: online and in pretraining."""
         loss = self.base.loss(obs, actions)
-        self.base.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.base.optimizer.step()
+        guarded_step(self.base.optimizer, loss, "base_loss", self._n_updates)
         polyak_update(self.base.parameters(), self.base_ema.parameters(), self.base_ema_rate)
         self._n_base_updates += 1
         return {"base_loss": loss.detach()}
@@ -335,9 +339,7 @@ class EXPO(Safeguards, OfflineToOnline, OffPolicyAlgorithm):
         q_edited = self.critic(obs, actions + edits).mean(dim=0)
         self.critic.requires_grad_(True)
         loss = (self._current_ent_coef() * log_prob - q_edited).mean()
-        self.edit_actor.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.edit_actor.optimizer.step()
+        guarded_step(self.edit_actor.optimizer, loss, "actor_loss", self._n_updates)
         self._n_policy_updates += 1
         return {"actor_loss": loss.detach(), "edit_size": edits.detach().abs().mean(), "entropy": -log_prob.detach().mean()}
 
@@ -349,9 +351,7 @@ class EXPO(Safeguards, OfflineToOnline, OffPolicyAlgorithm):
         if self.ent_coef_optimizer is None or self.log_ent_coef is None:
             return {}  # a fixed α
         loss = (self.log_ent_coef.exp() * (entropy - self.target_entropy)).sum()
-        self.ent_coef_optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.ent_coef_optimizer.step()
+        guarded_step(self.ent_coef_optimizer, loss, "ent_coef_loss", self._n_updates)
         with th.no_grad():
             self.log_ent_coef.clamp_(LOG_ENT_COEF_MIN, LOG_ENT_COEF_MAX)
         return {"ent_coef_loss": loss.detach()}

@@ -10,6 +10,7 @@ import torch as th
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import ReplayBufferSamples
 
+from sb3_expo.checks import check_finite
 from sb3_expo.critics import CriticEnsemble
 
 
@@ -106,13 +107,33 @@ class TrainMetrics:
         return dict(zip([*self.values, *scalars], values, strict=True))
 
 
+def guarded_step(optimizer: th.optim.Optimizer, loss: th.Tensor, name: str, n_updates: int) -> None:
+    """
+    ``zero_grad``, ``backward`` and ``step``, the step skipped when ``loss`` is NaN or inf, so that the model in
+    memory stays the last good one (:func:`check_finite_losses` then stops training at the end of the block).
+
+    Fused Adam / AdamW (EXPO's default) skip their whole update, moments and step count included, when their
+    ``found_inf`` tensor is set: the mechanism of AMP's ``GradScaler``, decided on the device without a host
+    sync. Other optimisers get a host-side check before the step (:func:`sb3_expo.checks.check_finite`).
+    """
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if getattr(optimizer, "_step_supports_amp_scaling", False):
+        optimizer.found_inf = (~th.isfinite(loss.detach())).float()  # type: ignore[attr-defined]
+        optimizer.step()
+        del optimizer.found_inf  # type: ignore[attr-defined]
+    else:
+        check_finite(loss, f"train/{name}", n_updates)
+        optimizer.step()
+
+
 def check_finite_losses(logged: dict[str, float], n_updates: int) -> None:
     """Stop with a clear error when a loss became NaN or inf."""
-    for name in ("critic_loss", "base_loss", "actor_loss"):
+    for name in ("critic_loss", "base_loss", "actor_loss", "ent_coef_loss"):
         if name in logged and not math.isfinite(logged[name]):
             raise FloatingPointError(
-                f"EXPO: train/{name} became {logged[name]} after {n_updates} critic updates. The usual causes are NaN/inf "
-                "rewards or observations in the replay buffer, or unnormalised inputs of huge magnitude (try VecNormalize "
-                "or a smaller learning_rate). The replay buffer is intact (save_replay_buffer still works); reload the last "
-                "checkpoint to continue."
+                f"EXPO: train/{name} became {logged[name]} after {n_updates} critic updates. The optimiser steps on "
+                "non-finite losses were skipped, so the model in memory is the last good one (save() and "
+                "save_replay_buffer() still work). The usual causes are NaN/inf in the offline data, unnormalised inputs of "
+                "huge magnitude (try VecNormalize or a smaller learning_rate) or a reward_scale that makes Q-values overflow."
             )

@@ -258,11 +258,22 @@ def test_training_sets_decayed_policy_learning_rates(tiny_kwargs):
     assert model.base.optimizer.param_groups[0]["weight_decay"] == pytest.approx(1e-4)
 
 
-def test_nan_loss_raises_a_clear_error(tiny_kwargs):
+@pytest.mark.parametrize("fused", [True, False])
+def test_nan_loss_raises_a_clear_error_and_leaves_the_critics_as_they_were(tiny_kwargs, fused):
+    """A NaN critic loss skips its optimiser step (fused Adam on the device, others by a host check)."""
+    optimizer_kwargs = {} if fused else {"optimizer_kwargs": {"fused": False}}
+    tiny_kwargs["policy_kwargs"].update(optimizer_kwargs)
     model = filled_model(tiny_kwargs)
     model.replay_buffer.rewards[:] = np.nan
+    critics = {name: value.clone() for name, value in model.critic.state_dict().items()}
+    moments = [state["exp_avg"].clone() for state in model.critic.optimizer.state.values()]
     with pytest.raises(FloatingPointError, match="critic_loss became nan"):
         model.train(gradient_steps=2, batch_size=16)
+    for name, value in model.critic.state_dict().items():
+        th.testing.assert_close(value, critics[name], rtol=0, atol=0)
+    for state, before in zip(model.critic.optimizer.state.values(), moments, strict=True):
+        th.testing.assert_close(state["exp_avg"], before, rtol=0, atol=0)
+    assert all(th.isfinite(p).all() for p in model.policy.parameters())
 
 
 class WideBoundsPendulum(gym.Wrapper):
