@@ -1,4 +1,4 @@
-"""The critic: an ensemble of LayerNorm Q-networks evaluated in one batched pass (ALGORITHM.md §1-2).
+"""The critic: an ensemble of LayerNorm Q-networks evaluated in one batched pass (docs/algorithm.md, "Networks").
 
 SB3's ``ContinuousCritic`` holds its critics in a Python list and runs them one after another; with
 EXPO's ten critics scoring sixteen candidates per state that is ten times the kernel launches. Here

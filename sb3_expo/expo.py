@@ -346,7 +346,7 @@ class EXPO(Safeguards, OfflineToOnline, OffPolicyAlgorithm):
     def _temperature_step(self, entropy: th.Tensor) -> dict[str, th.Tensor]:
         """
         The reference's ``loss = α·(H - H*)`` on log α (SB3's SAC uses ``log α·(H - H*)``, whose step lacks the
-        factor α), then log α is clamped so that α can never overflow (docs/algorithm.md, "Temperature").
+        factor α), then log α is clamped so that α can never overflow (docs/algorithm.md, departure 1).
         """
         if self.ent_coef_optimizer is None or self.log_ent_coef is None:
             return {}  # a fixed α

@@ -2,7 +2,7 @@
 
 The action EXPO executes is not the output of one network. For each state it draws ``N`` actions
 from the diffusion base policy, edits the first ``K`` of them with the edit actor, and executes the
-candidate with the highest Q-value (ALGORITHM.md §3). :class:`ExpoPolicy` holds every network that
+candidate with the highest Q-value (docs/algorithm.md, "The on-the-fly action"). :class:`ExpoPolicy` holds every network that
 takes part and implements that selection; the training losses live in :class:`sb3_expo.EXPO`.
 """
 
@@ -124,7 +124,7 @@ def default_optimizer_kwargs(optimizer_class: type[th.optim.Optimizer]) -> dict[
 
 class ExpoPolicy(BasePolicy):
     """
-    Policy class for EXPO: the networks of ALGORITHM.md §1 and the on-the-fly action of §3.
+    Policy class for EXPO: the networks and the on-the-fly action of docs/algorithm.md.
 
     - ``base``: the diffusion policy π_B, trained by imitation; ``base_ema``: its Polyak average, used for acting.
     - ``edit_actor``: π_E, trained to maximise Q.
@@ -290,7 +290,7 @@ class ExpoPolicy(BasePolicy):
         )
         return data
 
-    # ---------------------------------------------------------------- on-the-fly action (ALGORITHM.md §3)
+    # ---------------------------------------------------------------- on-the-fly action (docs/algorithm.md)
 
     def compile_samplers(self, **compile_kwargs: Any) -> None:
         """``torch.compile`` the samplers of the base and of its EMA (see :meth:`DiffusionPolicy.compile_sampler`)."""

@@ -25,7 +25,7 @@ def td_target(
     value_subset: th.Tensor,
 ) -> tuple[th.Tensor, th.Tensor]:
     """
-    EXPO's TD target (docs/algorithm.md, "TD target"): pick the next action a* among the OTF candidates by the
+    EXPO's TD target (docs/algorithm.md, "One update", step 1): pick the next action a* among the OTF candidates by the
     minimum over one random subset of target critics, then bootstrap from the minimum over an
     *independent* subset at a*. There is no entropy term in the backup.
 

@@ -10,7 +10,7 @@ gymnasium's ``TimeLimit``, which the library core must not do to its users. Inst
 
 from pathlib import Path
 
-# The shipped per-environment hyperparameters (the paper's settings, ALGORITHM.md §6).
+# The shipped per-environment hyperparameters (the paper's settings, docs/tasks.md).
 DEFAULT_HYPERPARAMS = Path(__file__).resolve().parent.parent / "hyperparams" / "expo.yml"
 
 __all__ = ["DEFAULT_HYPERPARAMS"]
