@@ -1,9 +1,14 @@
-"""Resume EXPO from a checkpoint together with its replay buffer, as if training had never stopped.
+"""Resume EXPO from a checkpoint in a new process, exactly as if training had never stopped.
 
-A checkpoint is the model zip (networks, EMA base, target critics, optimisers, temperature) plus the
-replay buffer file; offline data is never in either: EXPO.load reloads it from its id or path.
+A checkpoint of sb3_expo.checkpoints.CheckpointCallback is a folder: the model zip (networks, EMA base,
+target critics, optimisers, temperature, counters), the replay buffer and state.pkl (the torch / numpy /
+random generators, the env's generator, the logger's run). resume() puts all of it back, and the resumed
+run computes the same parameters, bit for bit on a CPU, as a run never interrupted
+(tests/test_resume.py). Checkpoints are taken at episode ends (every 1000 steps here: Pendulum's
+episodes are 200 steps), the newest two kept; offline data is never in them: it is reloaded from its id or path.
 
-    python examples/resume_checkpoint.py              # 3000 steps, stop, resume for 2000 more (a few minutes on CPU)
+    python examples/resume_checkpoint.py              # trains towards 5000 steps and "crashes" after 3100
+    python examples/resume_checkpoint.py --resume     # a new process: from the checkpoint at 3000 to 5000
     tensorboard --logdir runs/                        # one continuous run: EXPO_1
 """
 
@@ -12,9 +17,10 @@ from pathlib import Path
 
 import gymnasium as gym
 import torch as th
-from stable_baselines3.common.callbacks import CheckpointCallback
+from stable_baselines3.common.callbacks import BaseCallback
 
 from sb3_expo import EXPO
+from sb3_expo.checkpoints import CheckpointCallback, remaining_timesteps, resume
 
 CPU_SIZED = dict(
     learning_starts=1000,
@@ -28,28 +34,38 @@ CPU_SIZED = dict(
 )
 
 
+class Crash(BaseCallback):
+    """Stands for a preemption or a kill: training stops after ``at`` env steps, past the last checkpoint."""
+
+    def __init__(self, at: int):
+        super().__init__()
+        self.at = at
+
+    def _on_step(self) -> bool:
+        return self.num_timesteps < self.at
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=3000, help="env steps before the 'interruption'")
-    parser.add_argument("--more", type=int, default=2000, help="env steps after resuming")
+    parser.add_argument("--total", type=int, default=5000, help="env steps of the whole run")
+    parser.add_argument("--crash-at", type=int, default=3100, help="env steps after which the first process stops")
+    parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint")
     parser.add_argument("--logdir", default="runs")
     args = parser.parse_args()
     th.set_num_threads(1)
-    checkpoints = Path(args.logdir) / "checkpoints"
+    checkpoints = CheckpointCallback(1000, Path(args.logdir) / "checkpoints", keep_last=2, verbose=1)
 
-    # First run: a checkpoint (model and replay buffer) every 1000 steps.
-    model = EXPO("MlpPolicy", "Pendulum-v1", tensorboard_log=args.logdir, seed=0, **CPU_SIZED)
-    save = CheckpointCallback(1000, str(checkpoints), name_prefix="expo", save_replay_buffer=True)
-    model.learn(args.steps, callback=save)
-    del model
+    if not args.resume:
+        model = EXPO("MlpPolicy", "Pendulum-v1", tensorboard_log=args.logdir, seed=0, **CPU_SIZED)
+        model.learn(args.total, callback=[checkpoints, Crash(args.crash_at)])
+        print(f"stopped at {model.num_timesteps} steps; now run: python {__file__} --resume")
+        return
 
-    # Later: load the last checkpoint and its replay buffer, and go on counting steps from there.
-    last = max(int(path.stem.split("_")[1]) for path in checkpoints.glob("expo_*_steps.zip"))
-    model = EXPO.load(checkpoints / f"expo_{last}_steps.zip", env=gym.make("Pendulum-v1"))
-    model.load_replay_buffer(checkpoints / f"expo_replay_buffer_{last}_steps.pkl")
+    # A new process: the newest checkpoint, a new env made as the first one was, and the rest of the run.
+    model = resume(Path(args.logdir) / "checkpoints", gym.make("Pendulum-v1"))
     print(f"resumed at {model.num_timesteps} steps with {model.replay_buffer.size()} transitions in the buffer")
-    model.learn(args.more, callback=save, reset_num_timesteps=False, tb_log_name="EXPO")
-    print(f"trained to {model.num_timesteps} steps; checkpoints in {checkpoints}")
+    model.learn(remaining_timesteps(model), callback=checkpoints, reset_num_timesteps=False)
+    print(f"trained to {model.num_timesteps} steps; TensorBoard run: {model.logger.get_dir()}")
 
 
 if __name__ == "__main__":
