@@ -185,3 +185,27 @@ def test_sb3_expo_train_resume_continues_a_run_exactly(tmp_path):
     for (name, a), b in zip(full.policy.state_dict().items(), resumed.policy.state_dict().values()):
         assert th.equal(a, b), name
     assert not (tmp_path / "logs" / "tensorboard" / "Pendulum-v1" / "EXPO_2").exists()  # the same TensorBoard run
+
+
+def test_resume_with_two_envs_and_vec_normalize_continues_exactly(tmp_path, tiny_kwargs):
+    from stable_baselines3.common.callbacks import BaseCallback
+    from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
+
+    def make_env():
+        return VecNormalize(DummyVecEnv([short_pendulum, short_pendulum]))
+
+    class Crash(BaseCallback):
+        def _on_step(self):
+            return self.num_timesteps < 80
+
+    kwargs = {**tiny_kwargs, "learning_starts": 20}
+    full = EXPO("MlpPolicy", make_env(), seed=1, **kwargs).learn(120, callback=CheckpointCallback(40, tmp_path / "a"))
+    EXPO("MlpPolicy", make_env(), seed=1, **kwargs).learn(120, callback=[CheckpointCallback(40, tmp_path / "b"), Crash()])
+    assert latest_checkpoint(tmp_path / "b").name == "expo_60_steps"  # 2 envs x 30-step episodes
+    th.manual_seed(123), np.random.seed(123)  # whatever ran in between: resume puts every generator back
+    resumed = resume(tmp_path / "b", make_env(), device="cpu")
+    resumed.learn(remaining_timesteps(resumed), reset_num_timesteps=False)
+    for (name, a), b in zip(full.policy.state_dict().items(), resumed.policy.state_dict().values()):
+        assert th.equal(a, b), name
+    assert np.array_equal(full.get_env().obs_rms.mean, resumed.get_env().obs_rms.mean)
+    assert np.array_equal(full.replay_buffer.observations, resumed.replay_buffer.observations)
