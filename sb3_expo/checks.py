@@ -120,19 +120,17 @@ def _gigabytes(n_bytes: float) -> str:
 
 
 def image_observation_warning(
-    observation_space: spaces.Space, policy: str | type, buffer_size: int, optimize_memory_usage: bool = False
+    observation_space: spaces.Space, buffer_size: int, optimize_memory_usage: bool = False
 ) -> str | None:
     """
-    The reason to warn about image observations with ``MlpPolicy``, with the replay buffer's size in
-    bytes, or None (vector observations, or another policy).
+    The reason to warn about image observations (a uint8 Box, which ``MlpPolicy`` flattens: EXPO has no
+    convolutional policy), with the replay buffer's size in bytes, or None (vector observations).
 
     :param observation_space: the env's observation space
-    :param policy: the policy name or class given to EXPO
     :param buffer_size: the replay buffer's size in transitions
     :param optimize_memory_usage: whether the buffer stores each observation once
     """
-    policy_name = policy if isinstance(policy, str) else getattr(policy, "__name__", str(policy))
-    if policy_name != "MlpPolicy" or not _is_image(observation_space):
+    if not _is_image(observation_space):
         return None
     n_bytes = replay_buffer_observation_bytes(observation_space, buffer_size, optimize_memory_usage)
     message = (
@@ -155,13 +153,9 @@ def image_observation_warning(
 
 
 def check_image_observations(
-    observation_space: spaces.Space,
-    policy: str | type,
-    buffer_size: int,
-    optimize_memory_usage: bool = False,
-    stacklevel: int = 2,
+    observation_space: spaces.Space, buffer_size: int, optimize_memory_usage: bool = False, stacklevel: int = 2
 ) -> None:
     """Warn (``UserWarning``) with :func:`image_observation_warning`'s reason when there is one."""
-    message = image_observation_warning(observation_space, policy, buffer_size, optimize_memory_usage)
+    message = image_observation_warning(observation_space, buffer_size, optimize_memory_usage)
     if message is not None:
         warnings.warn(message, stacklevel=stacklevel + 1)

@@ -65,17 +65,17 @@ def test_a_batch_larger_than_the_offline_data_is_warned_about():
         offline_batch_size_warning(256, 0, 0.5)
 
 
-def test_image_observations_with_mlp_policy_are_warned_about_with_the_buffer_bytes():
+def test_image_observations_are_warned_about_with_the_buffer_bytes():
     atari = spaces.Box(0, 255, (84, 84, 3), np.uint8)
     assert replay_buffer_observation_bytes(atari, 1_000_000) == 2 * 84 * 84 * 3 * 1_000_000
     assert replay_buffer_observation_bytes(atari, 1_000_000, optimize_memory_usage=True) == 84 * 84 * 3 * 1_000_000
-    message = image_observation_warning(atari, "MlpPolicy", 1_000_000)
+    message = image_observation_warning(atari, 1_000_000)
     assert "flattened into 21168 inputs" in message and "42.3 GB (42336000000 bytes)" in message
     assert "optimize_memory_usage=True (halves it to 21.2 GB)" in message
-    assert image_observation_warning(spaces.Box(-1, 1, (84, 84, 3), np.float32), "MlpPolicy", 1000) is None  # not an image
-    assert image_observation_warning(spaces.Box(-1, 1, (17,)), "MlpPolicy", 1_000_000) is None
+    assert image_observation_warning(spaces.Box(-1, 1, (84, 84, 3), np.float32), 1000) is None  # not an image
+    assert image_observation_warning(spaces.Box(-1, 1, (17,)), 1_000_000) is None
     with pytest.warns(UserWarning, match="Image observations"):
-        check_image_observations(atari, "MlpPolicy", 1000)
+        check_image_observations(atari, 1000)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        check_image_observations(spaces.Box(-1, 1, (17,)), "MlpPolicy", 1000)
+        check_image_observations(spaces.Box(-1, 1, (17,)), 1000)
