@@ -52,12 +52,18 @@ def peak_rss_mb() -> float:
 
 
 class Watch(BaseCallback):
-    """Every ``every`` env steps: α, the resident memory, and whether every parameter is finite."""
+    """
+    Every ``every`` env steps: α, the resident memory, and whether every parameter is finite, appended to
+    ``progress`` as a JSON line (a run stopped early keeps its samples). Stops training after ``deadline``.
+    """
 
-    def __init__(self, every: int):
+    def __init__(self, every: int, progress: Path, deadline: float):
         super().__init__()
         self.every = every
+        self.progress = progress
+        self.deadline = deadline
         self.samples: list[dict[str, float]] = []
+        self.stopped_by_time_limit = False
 
     def _on_rollout_start(self) -> None:
         if self.num_timesteps % self.every != 0:
@@ -75,18 +81,23 @@ class Watch(BaseCallback):
                 seconds=time.perf_counter(),
             )
         )
+        with open(self.progress, "a") as file:
+            file.write(json.dumps(self.samples[-1]) + "\n")
 
     def _on_step(self) -> bool:
-        return True
+        self.stopped_by_time_limit = time.perf_counter() > self.deadline
+        return not self.stopped_by_time_limit
 
 
-def soak(name: str, updates: int, buffer_size: int, every: int) -> dict:
+def soak(name: str, updates: int, buffer_size: int, every: int, out: Path, minutes: float) -> dict:
     th.manual_seed(0)
     kwargs = {**TINY, "policy_kwargs": dict(TINY["policy_kwargs"]), **SETTINGS[name]}  # EXPO adds its options to policy_kwargs
     model = EXPO("MlpPolicy", "Pendulum-v1", seed=0, buffer_size=buffer_size, **kwargs)
     env_steps = model.learning_starts + math.ceil(updates / model.gradient_steps)
-    watch = Watch(every)
+    progress = out / f"{name}.progress.jsonl"
+    progress.unlink(missing_ok=True)
     start, error = time.perf_counter(), None
+    watch = Watch(every, progress, start + 60 * minutes)
     try:
         model.learn(env_steps, callback=watch)
     except FloatingPointError as raised:  # a NaN loss: reported, not hidden
@@ -99,6 +110,8 @@ def soak(name: str, updates: int, buffer_size: int, every: int) -> dict:
         setting=name,
         settings=SETTINGS[name],
         critic_updates=model._n_updates,
+        target_critic_updates=updates,
+        stopped_by_time_limit=watch.stopped_by_time_limit,
         policy_updates=model._n_policy_updates,
         env_steps=model.num_timesteps,
         seconds=round(seconds, 1),
@@ -127,8 +140,9 @@ def table(results: list[dict]) -> str:
     ]
     for r in results:
         nan = "none" if r["error"] is None and r["all_parameters_finite"] and r["every_sample_finite"] else "YES"
+        stopped = " (time limit)" if r["stopped_by_time_limit"] else ""
         lines.append(
-            f"| {r['setting']} | {r['critic_updates']} | {r['policy_updates']} | {r['env_steps']} "
+            f"| {r['setting']} | {r['critic_updates']}{stopped} | {r['policy_updates']} | {r['env_steps']} "
             f"| {r['seconds'] / 60:.1f} min "
             f"| {nan} | {r['log_alpha_min']:.2f} / {r['log_alpha_max']:.2f} / {r['log_alpha_end']:.2f} "
             f"| {r['rss_mb_warm']:.0f} → {r['rss_mb_end']:.0f} | {r['peak_rss_mb_warm']:.0f} → {r['peak_rss_mb_end']:.0f} |"
@@ -143,13 +157,14 @@ def main() -> None:
     parser.add_argument("--buffer-size", type=int, default=1000, help="replay buffer transitions (full early)")
     parser.add_argument("--every", type=int, default=100, help="env steps between two samples")
     parser.add_argument("--out", default="benchmarks/results/soak", help="folder of the results")
+    parser.add_argument("--minutes", type=float, default=float("inf"), help="stop a setting after this long (reported)")
     args = parser.parse_args()
     th.set_num_threads(1)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     results = []
     for name in args.settings:
-        result = soak(name, args.updates, args.buffer_size, args.every)
+        result = soak(name, args.updates, args.buffer_size, args.every, out, args.minutes)
         results.append(result)
         (out / f"{name}.json").write_text(json.dumps(result, indent=1))
         print(table([result]).splitlines()[-1], flush=True)
