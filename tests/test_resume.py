@@ -87,6 +87,7 @@ def assert_identical(a, b, where=""):
         assert a == b, f"{where}: {a} != {b}"
 
 
+@pytest.mark.slow  # three (two) processes, ~25 s
 def test_a_run_resumed_in_a_new_process_ends_bit_identical_to_the_uninterrupted_run(tmp_path):
     run("full", tmp_path / "full", tmp_path / "tb_full", tmp_path / "full.pt", cwd=tmp_path)
     run("interrupted", tmp_path / "ckpt", tmp_path / "tb", tmp_path / "interrupted.pt", cwd=tmp_path)
@@ -150,6 +151,7 @@ def test_resume_refuses_an_env_it_cannot_put_back(tmp_path, tiny_kwargs):
     assert model.num_timesteps == 40
 
 
+@pytest.mark.slow  # three (two) processes, ~25 s
 def test_sb3_expo_train_resume_continues_a_run_exactly(tmp_path):
     """``sb3-expo train --save-freq``, then ``--resume`` from its first checkpoint: the same final model."""
     pytest.importorskip("rl_zoo3")
