@@ -346,8 +346,8 @@ def denoise_step(denoiser: Denoiser, noisy_action: th.Tensor, obs_term: th.Tenso
     h = th.addmm(obs_term + time_term, noisy_action, action_weight.t())
     for block in denoiser.blocks:
         dropout, norm, expand, contract = block.net
-        hidden = linear(norm(dropout(h)), expand.weight, expand.bias, silu=True)
-        h = h + linear(hidden, contract.weight, contract.bias)
+        # One expression: the (B, 4·width) hidden activations are freed as soon as they are used.
+        h = h + linear(linear(norm(dropout(h)), expand.weight, expand.bias, silu=True), contract.weight, contract.bias)
     output = denoiser.output_layer[-1]
     return linear(F.silu(h), output.weight, output.bias)
 
