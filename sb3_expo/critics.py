@@ -8,6 +8,7 @@ random subset of the target critics), ``members`` runs just those.
 """
 
 import math
+from collections.abc import Callable
 
 import torch as th
 from torch import nn
@@ -50,6 +51,17 @@ class EnsembleLayerNorm(nn.Module):
         return F.layer_norm(x, x.shape[-1:], eps=self.eps) * weight + bias
 
 
+def mlp_layers(
+    in_features: int, net_arch: list[int], hidden_layer: Callable[[int, int], list[nn.Module]]
+) -> tuple[list[nn.Module], int]:
+    """The hidden layers of an MLP, ``hidden_layer(n_in, n_out)`` for each width in turn, and the last width."""
+    layers: list[nn.Module] = []
+    for width in net_arch:
+        layers += hidden_layer(in_features, width)
+        in_features = width
+    return layers, in_features
+
+
 class CriticEnsemble(nn.Module):
     """
     ``E`` Q-networks ``concat[s, a] → (Linear → LayerNorm → ReLU) × L → Linear 1``.
@@ -71,11 +83,11 @@ class CriticEnsemble(nn.Module):
     ):
         super().__init__()
         self.n_critics = n_critics
-        layers: list[nn.Module] = []
-        in_features = obs_dim + action_dim
-        for width in net_arch:
-            layers += [EnsembleLinear(n_critics, in_features, width), EnsembleLayerNorm(n_critics, width), activation_fn()]
-            in_features = width
+        layers, in_features = mlp_layers(
+            obs_dim + action_dim,
+            net_arch,
+            lambda n_in, n_out: [EnsembleLinear(n_critics, n_in, n_out), EnsembleLayerNorm(n_critics, n_out), activation_fn()],
+        )
         layers.append(EnsembleLinear(n_critics, in_features, 1))
         self.q_networks = nn.Sequential(*layers)
 

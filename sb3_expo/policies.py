@@ -24,7 +24,7 @@ from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 from torch import nn
 from torch.nn import functional as F
 
-from sb3_expo.critics import CriticEnsemble, random_subsets
+from sb3_expo.critics import CriticEnsemble, mlp_layers, random_subsets
 from sb3_expo.diffusion import DiffusionPolicy, xavier_uniform_
 
 
@@ -84,16 +84,16 @@ class EditActor(nn.Module):
         activation_fn: type[nn.Module] = nn.ReLU,
     ):
         super().__init__()
-        self.edit_scale = edit_scale
-        layers: list[nn.Module] = []
-        in_features = obs_dim + action_dim
-        for width in net_arch:
-            layers += [xavier_uniform_(nn.Linear(in_features, width)), nn.Dropout(dropout), activation_fn()]
-            in_features = width
+        layers, in_features = mlp_layers(
+            obs_dim + action_dim,
+            net_arch,
+            lambda n_in, n_out: [xavier_uniform_(nn.Linear(n_in, n_out)), nn.Dropout(dropout), activation_fn()],
+        )
         self.latent = nn.Sequential(*layers)
         # Xavier-uniform weights and zero biases everywhere, as the reference (not PyTorch's default init).
         self.mu = xavier_uniform_(nn.Linear(in_features, action_dim))
         self.log_std = xavier_uniform_(nn.Linear(in_features, action_dim))
+        self.edit_scale = edit_scale
         # log|det| of the scaling u -> β·u: the edit's density is u's density divided by β^d.
         self.scaling_log_det = action_dim * math.log(edit_scale)
 
@@ -141,15 +141,15 @@ class ExpoPolicy(BasePolicy):
     :param net_arch: hidden layers of the critic and the edit actor: a list (both) or ``dict(pi=..., qf=...)``
     :param activation_fn: activation of the critic and the edit actor
     :param n_critics: ensemble size E
-    :param critic_subset_size: size of the random subset of target critics whose minimum scores candidates
-    :param n_base_samples: N, base-policy samples per state
-    :param n_edit_samples: K ≤ N, how many of the base samples are also edited
-    :param edit_scale: β, the edit actor changes each action coordinate by at most β (actions in [-1, 1])
-    :param diffusion_steps: T, denoising steps of the base policy
     :param denoiser_width: hidden width of the denoiser (the paper: 256)
     :param denoiser_blocks: residual blocks of the denoiser (the paper: 3)
     :param denoiser_dropout: dropout in the denoiser's residual blocks
+    :param diffusion_steps: T, denoising steps of the base policy
+    :param edit_scale: β, the edit actor changes each action coordinate by at most β (actions in [-1, 1])
     :param edit_dropout: dropout in the edit actor's hidden layers
+    :param n_base_samples: N, base-policy samples per state
+    :param n_edit_samples: K ≤ N, how many of the base samples are also edited
+    :param critic_subset_size: size of the random subset of target critics whose minimum scores candidates
     :param mixed_precision: sample from the diffusion base (and its EMA) with the denoiser in bfloat16 autocast
     :param features_extractor_class: parameter-free features extractor
     :param features_extractor_kwargs: its keyword arguments
@@ -170,15 +170,15 @@ class ExpoPolicy(BasePolicy):
         net_arch: list[int] | dict[str, list[int]] | None = None,
         activation_fn: type[nn.Module] = nn.ReLU,
         n_critics: int = 10,
-        critic_subset_size: int = 2,
-        n_base_samples: int = 8,
-        n_edit_samples: int = 8,
-        edit_scale: float = 0.7,
-        diffusion_steps: int = 10,
         denoiser_width: int = 256,
         denoiser_blocks: int = 3,
         denoiser_dropout: float = 0.0,
+        diffusion_steps: int = 10,
+        edit_scale: float = 0.7,
         edit_dropout: float = 0.0,
+        n_base_samples: int = 8,
+        n_edit_samples: int = 8,
+        critic_subset_size: int = 2,
         mixed_precision: bool = False,
         features_extractor_class: type[BaseFeaturesExtractor] = FlattenExtractor,
         features_extractor_kwargs: dict[str, Any] | None = None,
