@@ -38,13 +38,16 @@ SelfEXPO = TypeVar("SelfEXPO", bound="EXPO")
 LOG_ENT_COEF_MIN, LOG_ENT_COEF_MAX = -20.0, 20.0
 
 
-def merge_policy_options(policy_kwargs: dict[str, Any], **options: Any) -> None:
-    """``policy_kwargs`` is the one home of the policy's options: the same key there with another value is an error."""
+def merge_policy_options(policy_kwargs: dict[str, Any], **options: Any) -> dict[str, Any]:
+    """
+    A copy of ``policy_kwargs`` with EXPO's policy options (their one home): the same key there with another value
+    is an error. A copy, so that one dict can configure several models (rl-zoo's trials share one).
+    """
     conflicts = [f"policy_kwargs {key}={policy_kwargs[key]!r} vs EXPO {key}={value!r}" for key, value in options.items()
                  if key in policy_kwargs and policy_kwargs[key] != value]  # fmt: skip
     if conflicts:
         raise ValueError(f"Options given twice with different values ({', '.join(conflicts)}): pass them to EXPO only")
-    policy_kwargs.update(options)
+    return {**policy_kwargs, **options}
 
 
 def check_update_schedule(gradient_steps: int, policy_delay: int, base_ema_rate: float) -> None:
@@ -185,7 +188,7 @@ class EXPO(Safeguards, OfflineToOnline, OffPolicyAlgorithm):
         self.ent_coef = ent_coef
         self.target_entropy = target_entropy
         self.compile_mode = compile_mode
-        merge_policy_options(
+        self.policy_kwargs = merge_policy_options(
             self.policy_kwargs, n_critics=n_critics, critic_subset_size=critic_subset_size, n_base_samples=n_base_samples,
             n_edit_samples=n_edit_samples, edit_scale=edit_scale, diffusion_steps=diffusion_steps,
             mixed_precision=mixed_precision,

@@ -355,6 +355,15 @@ def test_lecun_normal_has_variance_one_over_fan_in():
     assert layer.weight.var().item() == pytest.approx(1 / 256, rel=0.02)
 
 
+def test_one_policy_kwargs_dict_configures_several_models(tiny_kwargs):
+    """EXPO copies policy_kwargs before adding its options, so a shared dict (rl-zoo's trials) is left as given."""
+    shared = dict(SMALL_NETS)
+    first = EXPO("MlpPolicy", "Pendulum-v1", **{**tiny_kwargs, "policy_kwargs": shared, "edit_scale": 0.3})
+    second = EXPO("MlpPolicy", "Pendulum-v1", **{**tiny_kwargs, "policy_kwargs": shared, "edit_scale": 0.6})
+    assert shared == SMALL_NETS
+    assert (first.edit_scale, second.edit_scale) == (0.3, 0.6) == (first.policy.edit_scale, second.policy.edit_scale)
+
+
 def test_identical_options_in_policy_kwargs_are_accepted(tiny_kwargs):
     model = EXPO("MlpPolicy", "Pendulum-v1", **{**tiny_kwargs, "policy_kwargs": {**SMALL_NETS, "n_critics": 3}})
     assert model.n_critics == model.policy.n_critics == 3
