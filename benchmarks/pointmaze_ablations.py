@@ -48,6 +48,13 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--n-samples", type=int, default=4, help="N = K")
     parser.add_argument("--critic-subset-size", type=int, default=2)
     parser.add_argument("--reward-shift", type=float, default=-1.0)
+    parser.add_argument(
+        "--init",
+        choices=["reference", "torch"],
+        default="reference",
+        help="reference: Xavier/LeCun as the authors' code (the default); torch: PyTorch's default Linear init "
+        "in the denoiser and the edit actor (the init-only A/B)",
+    )
     parser.add_argument("--out", default="benchmarks/results/pointmaze_ablations.jsonl")
     return parser.parse_args()
 
@@ -60,6 +67,20 @@ def dataset_id(expert_fraction: float) -> str:
     name = f"sb3_expo/pointmaze-umaze-expert{round(expert_fraction * 100)}-v1"
     build_pointmaze_dataset(name, expert_fraction=expert_fraction)
     return name
+
+
+def reset_to_torch_default_init(model: EXPO) -> None:
+    """Re-initialise every Linear layer of the denoiser and the edit actor as ``nn.Linear`` does by default.
+
+    Before the alignment with the reference, this was the package's init (LayerNorm eps aside); the ablation
+    measures whether the change mattered.
+    """
+    policy = model.policy
+    for network in (policy.base, policy.edit_actor):
+        for module in network.modules():
+            if isinstance(module, th.nn.Linear):
+                module.reset_parameters()
+    policy.base_ema.load_state_dict(policy.base.state_dict())
 
 
 def main() -> None:
@@ -85,6 +106,8 @@ def main() -> None:
         n_edit_samples=args.n_samples,
         policy_kwargs=dict(net_arch=[64, 64], denoiser_width=64, denoiser_blocks=2),
     )
+    if args.init == "torch":
+        reset_to_torch_default_init(model)
     eval_env = Monitor(make_pointmaze_env())
     eval_env.reset(seed=10_000 + args.seed)
     start = time.perf_counter()
