@@ -196,8 +196,13 @@ def test_policy_updates_once_per_policy_delay_critic_updates(tiny_kwargs):
     model._n_policy_updates = 0
     ema_before = [p.clone() for p in model.base_ema.parameters()]
     stretches = []
-    target_candidates = model._target_candidates
-    model._target_candidates = lambda next_obs: stretches.append(len(next_obs) // 16) or target_candidates(next_obs)
+    propose_candidates = model.policy.propose_candidates
+
+    def counting_proposals(obs_features, base, *args, **kwargs):
+        stretches.append(len(obs_features) // 16)
+        return propose_candidates(obs_features, base, *args, **kwargs)
+
+    model.policy.propose_candidates = counting_proposals
     steps = {name: 0 for name in ("base", "edit_actor")}
     for name in steps:
         optimizer = getattr(model, name).optimizer
