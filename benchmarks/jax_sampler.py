@@ -2,7 +2,7 @@
 
 The authors' JAX code is not needed to answer the question the issue's reference table raises (how many
 FLOP/s a jitted JAX implementation reaches on this CPU): at paper size one env step is 409,600 denoiser
-rows, about 1.35 TFLOP (ALGORITHM.md §8), so the time of this sampler bounds the authors' update from
+rows, about 1.35 TFLOP (docs/algorithm.md, "Cost"), so the time of this sampler bounds the authors' update from
 below on the same machine. This is our own JAX rendering of the same network (the MLP-ResNet denoiser
 of :mod:`sb3_expo.diffusion`: Fourier time features, width 256, 3 pre-norm blocks of 4x width, SiLU),
 the same sampler loop and the same batch (20 x 256 states x 8 chains), jitted once.

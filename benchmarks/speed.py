@@ -3,7 +3,7 @@
 For a named configuration it prints (markdown tables):
 
 - learner: median time of one ``train()`` call (one env step's UTD block) on a filled replay buffer,
-  critic updates/s, FLOPs per call (counted by ``torch.utils.flop_counter``) against ALGORITHM.md §8's cost
+  critic updates/s, FLOPs per call (counted by ``torch.utils.flop_counter``) against docs/algorithm.md, "Cost"'s cost
   model, achieved TFLOP/s, and SB3 SAC's ``train()`` at the same UTD, batch and critic size; the ratio;
 - acting: median time of one ``predict`` (one OTF action), EXPO vs SAC;
 - full training: env steps/s of ``learn()`` and the time split (target sampling, critic steps, policy
@@ -45,7 +45,7 @@ from sb3_expo.critics import CriticEnsemble, random_subsets
 from sb3_expo.expo import td_target
 
 CONFIGS: dict[str, dict[str, Any]] = {
-    # ALGORITHM.md §2/§6: 3x256 critic and edit actor, 10 critics, N=K=8, T=10, batch 256, UTD 20.
+    # docs/algorithm.md and docs/tasks.md: 3x256 critic and edit actor, 10 critics, N=K=8, T=10, batch 256, UTD 20.
     "paper": dict(net_arch=[256, 256, 256], n_critics=10, n=8, k=8, t=10, batch_size=256, utd=20, width=256, blocks=3),
     # The issue's tiny CPU configuration: hidden 32, 3 critics, N=K=4, T=10, batch 32, a 1-block width-32 denoiser, UTD 2.
     "tiny": dict(net_arch=[32, 32], n_critics=3, n=4, k=4, t=10, batch_size=32, utd=2, width=32, blocks=1),
@@ -161,7 +161,7 @@ def make_sac(config: dict, device: str) -> SAC:
 
 
 def cost_model_flops(config: dict) -> float:
-    """ALGORITHM.md §8's estimate of one env step: the denoiser rows of the TD targets (2 FLOPs per weight and row)."""
+    """One env step in docs/algorithm.md ("Cost"): the TD targets' denoiser rows, 2 FLOPs per weight and row."""
     width, blocks = config["width"], config["blocks"]
     denoiser_weights = (ACTION_DIM + OBS_DIM + width) * width + blocks * 2 * 4 * width * width + width * ACTION_DIM
     rows = config["utd"] * config["batch_size"] * config["n"] * config["t"]
@@ -310,7 +310,7 @@ def measure_optimisations(config: dict, device: str, repeats: int, compile_mode:
     def train() -> None:
         model.train(utd, batch)
 
-    # TD-target candidates (ALGORITHM.md §4): one batched pass, in cache-sized chunks on a CPU.
+    # TD-target candidates (docs/algorithm.md, "One update"): one batched pass, in cache-sized chunks on a CPU.
     next_obs = th.randn(utd * batch, OBS_DIM, device=dev)
     candidates_at_once = no_grad(lambda: policy.propose_candidates(next_obs, model.base))
     compare(
@@ -346,7 +346,7 @@ def measure_optimisations(config: dict, device: str, repeats: int, compile_mode:
         no_grad(lambda: [denoiser(base_rows, noisy, emb[None]) for emb in denoiser.embed_time(steps)]),
     )
 
-    # TD target: only the subsets' target critics (ALGORITHM.md §4.1).
+    # TD target: only the subsets' target critics (docs/algorithm.md, "One update").
     candidates = candidates_at_once()[:batch].view(batch, config["n"] + config["k"], ACTION_DIM)
     rewards, not_terminal = th.randn(batch, device=dev), th.ones(batch, device=dev)
     selection, value = random_subsets(config["n_critics"], model.critic_subset_size, 2, dev)
@@ -484,7 +484,7 @@ def main() -> None:
     print(f"| critic updates/s | {utd / expo_s:.0f} | {utd / sac_s:.0f} | |")
     print(f"| predict (one action) | {act_expo_s * 1e3:.2f} ms | {act_sac_s * 1e3:.2f} ms | {act_expo_s / act_sac_s:.1f}x |")
     print(f"| FLOPs per train() (counted) | {learner['flops'] / 1e9:.1f} GFLOP | | |")
-    print(f"| cost model (ALGORITHM.md §8, TD-target denoiser rows) | {model_flops / 1e9:.1f} GFLOP | | |")
+    print(f"| cost model (docs/algorithm.md: TD-target denoiser rows) | {model_flops / 1e9:.1f} GFLOP | | |")
     print(f"| achieved | {learner['flops'] / learner['expo_s'] / 1e12:.3f} TFLOP/s | | |")
     sampler_rows = utd * config["batch_size"] * config["n"]
     sampler_s = learner["sampler_s"]

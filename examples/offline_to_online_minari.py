@@ -1,4 +1,4 @@
-"""Offline-to-online EXPO on a Minari dataset: D4RL AntMaze at the paper's settings (ALGORITHM.md §6).
+"""Offline-to-online EXPO on a Minari dataset: D4RL AntMaze at the paper's settings (docs/tasks.md).
 
 The base policy is first pretrained by imitation of the dataset, then EXPO fine-tunes online with
 every minibatch half offline, half online. Success rate is evaluated every 10k env steps:

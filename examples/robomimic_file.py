@@ -18,7 +18,7 @@ from sb3_expo import EXPO
 from sb3_expo.data import load_robomimic_hdf5
 from sb3_expo.tasks import ROBOMIMIC_OBS_KEYS, ROBOMIMIC_TASKS, read_robomimic_env_meta
 
-# The paper's settings (ALGORITHM.md §6): beta, pretraining steps (offline-to-online), env steps.
+# The paper's settings (docs/tasks.md): beta, pretraining steps (offline-to-online), env steps.
 SETTINGS = {
     "sb3_expo/RobomimicLift-v0": (0.05, 0, 500_000),
     "sb3_expo/RobomimicCan-v0": (0.05, 0, 1_000_000),

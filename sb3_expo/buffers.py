@@ -1,5 +1,5 @@
 """
-Offline/online mixing as SB3 replay buffers: RLPD's "symmetric sampling" (ALGORITHM.md §4-5).
+Offline/online mixing as SB3 replay buffers: RLPD's "symmetric sampling" (docs/algorithm.md, "One update").
 
 The buffers are SB3's own ``ReplayBuffer`` / ``DictReplayBuffer`` (they store the online transitions
 exactly as SB3 does) plus one in-memory set of offline transitions. ``sample(n)`` returns a batch in which
@@ -97,7 +97,7 @@ def _merge_order(mask: np.ndarray) -> np.ndarray:
 
 class OfflineMixingMixin:
     """
-    Symmetric offline/online sampling on top of an SB3 replay buffer (RLPD, ALGORITHM.md §4).
+    Symmetric offline/online sampling on top of an SB3 replay buffer (RLPD, docs/algorithm.md, "One update").
 
     Offline rows are drawn uniformly with replacement from the attached data and online rows uniformly
     with replacement by SB3's own sampler; a fixed pattern (:func:`offline_row_mask`) decides which rows

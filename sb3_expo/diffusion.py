@@ -1,4 +1,4 @@
-"""The base policy: a DDPM over actions, conditioned on the observation (ALGORITHM.md §1-2).
+"""The base policy: a DDPM over actions, conditioned on the observation (docs/algorithm.md, "Networks").
 
 EXPO never back-propagates a Q-value through this model. It is trained by imitation only (the DDPM
 ε-prediction loss on buffer or dataset actions) and is used as a sampler of candidate actions.
@@ -6,7 +6,7 @@ EXPO never back-propagates a Q-value through this model. It is trained by imitat
 The module reads top to bottom as the paper describes the model:
 
 - the plain DDPM: :func:`vp_beta_schedule` (the variance-preserving noise schedule), :func:`ddpm_loss`
-  (the training loss) and :func:`ddpm_sample` (the sampler loop, written as ALGORITHM.md states it: the
+  (the training loss) and :func:`ddpm_sample` (the sampler loop, written as docs/algorithm.md states it: the
   reference every faster sampler is tested against);
 - the denoiser ε_θ(s, x_t, k): :class:`FourierFeatures` of the time index and the MLP-ResNet
   :class:`Denoiser`, in plain PyTorch layers;
@@ -26,7 +26,7 @@ from torch.nn import functional as F
 
 from sb3_expo.backend import SamplerBinding, linear
 
-# ------------------------------------------------------------------------- the plain DDPM (ALGORITHM.md §2)
+# ------------------------------------------------------------------------- the plain DDPM (docs/algorithm.md, "Networks")
 
 
 def vp_beta_schedule(n_steps: int) -> th.Tensor:

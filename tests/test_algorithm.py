@@ -1,4 +1,4 @@
-"""EXPO's pieces against ALGORITHM.md §3-4 and §7: edit log-prob, OTF selection, TD target, update schedule."""
+"""EXPO's pieces against docs/algorithm.md: edit log-prob, OTF selection, TD target, update schedule."""
 
 import math
 

@@ -1,4 +1,4 @@
-"""The diffusion base policy against ALGORITHM.md §2."""
+"""The diffusion base policy against docs/algorithm.md, "Networks"."""
 
 import numpy as np
 import pytest
@@ -59,7 +59,7 @@ def test_sampler_step_from_fixed_input_terms_equals_the_full_input_layer(rows):
 
 
 def test_plain_sampler_follows_the_reference_update():
-    """ddpm_sample is ALGORITHM.md §2's loop; checked here against the update written out for T=2."""
+    """ddpm_sample is docs/algorithm.md, "Networks"'s loop; checked here against the update written out for T=2."""
     th.manual_seed(0)
     policy = DiffusionPolicy(obs_dim=3, action_dim=2, n_steps=2, width=8, n_blocks=1)
     obs, noise = th.randn(6, 3), 0.3 * th.randn(2, 6, 2)

@@ -191,7 +191,7 @@ class RewardTransform:
     alike, so both halves of a batch share one reward scale.
 
     The paper's AntMaze setting is ``RewardTransform(shift=-1.0)`` (``r - 1``: -1 per step, 0 at the goal),
-    which makes the sparse goal reward informative to a bootstrapped critic (ALGORITHM.md §5).
+    which makes the sparse goal reward informative to a bootstrapped critic (docs/algorithm.md).
 
     :param scale: multiplies the reward
     :param shift: added after scaling
