@@ -360,8 +360,11 @@ def measure_optimisations(config: dict, device: str, repeats: int, compile_mode:
     compare(
         "TD target: run only the subsets' target critics (vs all E, then pick the subsets)",
         no_grad(target_from_all_critics),
-        no_grad(lambda: td_target(model.critic_target, next_obs[:batch], candidates, rewards, not_terminal, model.gamma,
-                                  selection, value)),
+        no_grad(
+            lambda: td_target(
+                model.critic_target, next_obs[:batch], candidates, rewards, not_terminal, model.gamma, selection, value
+            )
+        ),
     )
 
     x = th.randn(batch, OBS_DIM + ACTION_DIM, device=dev)

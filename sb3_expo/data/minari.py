@@ -55,9 +55,7 @@ def load_minari_dataset(dataset_id: str, download: bool = False) -> Any:
     return minari.load_dataset(dataset_id)
 
 
-def load_or_build(
-    dataset_id: str, build: Callable[[], Any], overwrite: bool = False, n_episodes: int | None = None
-) -> Any:
+def load_or_build(dataset_id: str, build: Callable[[], Any], overwrite: bool = False, n_episodes: int | None = None) -> Any:
     """
     The local Minari dataset ``dataset_id`` if it exists, else what ``build()`` writes: how every
     dataset built on this machine is reused rather than recorded twice.

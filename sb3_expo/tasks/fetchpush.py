@@ -82,6 +82,7 @@ def make_fetchpush_env(max_episode_steps: int = FETCHPUSH_MAX_EPISODE_STEPS, **k
 
 # ------------------------------------------------------------------------------------------ offline dataset
 
+
 class FetchPushExpert:
     """
     Scripted FetchPush controller, a small state machine read off each observation (no memory):
