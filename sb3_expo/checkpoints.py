@@ -1,12 +1,11 @@
 """
 Saving that survives being interrupted, and resuming that continues a run exactly.
 
-Every file is written under a temporary name, then renamed (:func:`write_atomically`).
+Every file is written under a temporary name, then renamed (:func:`~sb3_expo.safeguards.write_atomically`).
 :class:`CheckpointCallback` writes checkpoints (model, replay buffer, every generator's state) from
 which :func:`resume` continues a run as if it had never stopped.
 """
 
-import io
 import os
 import pathlib
 import pickle
@@ -14,7 +13,6 @@ import random
 import re
 import shutil
 import warnings
-from collections.abc import Callable
 from typing import Any
 
 import gymnasium as gym
@@ -33,39 +31,10 @@ from stable_baselines3.common.logger import (
 from stable_baselines3.common.type_aliases import GymEnv
 from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 
+from sb3_expo.expo import EXPO
+from sb3_expo.safeguards import write_atomically
 
-def write_atomically(
-    path: str | os.PathLike | io.BufferedIOBase, suffix: str, write: Callable[[io.BufferedIOBase], None]
-) -> None:
-    """
-    Call ``write(file)`` on a temporary file next to ``path``, then rename it to ``path``.
-
-    SB3 opens the destination for writing first, so a process killed while it writes (a cluster
-    preemption, Ctrl-C at the wrong moment) leaves a truncated file in place of the last good one. A
-    rename within a folder is atomic: after a crash at any instant, ``path`` holds either the previous
-    file or the complete new one.
-
-    :param path: the destination, as SB3 takes it: without a suffix, ``.{suffix}`` is appended (SB3's rule).
-        A file object is written to directly (its owner decides what is atomic).
-    :param suffix: SB3's suffix for this kind of file (``"zip"`` for models, ``"pkl"`` for replay buffers)
-    :param write: writes the whole content to the open binary file it is given
-    """
-    if not isinstance(path, (str, os.PathLike)):
-        write(path)
-        return
-    destination = pathlib.Path(path)
-    if destination.suffix == "":
-        destination = destination.with_name(f"{destination.name}.{suffix}")
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    temporary = destination.with_name(f".{destination.name}.{os.getpid()}.tmp")
-    try:
-        with open(temporary, "wb") as file:
-            write(file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, destination)
-    finally:
-        temporary.unlink(missing_ok=True)
+__all__ = ["CheckpointCallback", "latest_checkpoint", "list_checkpoints", "remaining_timesteps", "resume", "write_atomically"]
 
 
 # ------------------------------------------------------------------------------------- exact resume
@@ -383,10 +352,7 @@ def resume(
     :raises FileNotFoundError: no checkpoint at ``path``
     :raises RuntimeError: (``strict``) the env could not be put back into the checkpoint's state
     """
-    if algorithm is None:
-        from sb3_expo.expo import EXPO  # not at import time: expo.py imports this module
-
-        algorithm = EXPO
+    algorithm = EXPO if algorithm is None else algorithm
     checkpoint = latest_checkpoint(path)
     with open(checkpoint / "state.pkl", "rb") as file:
         state = pickle.load(file)

@@ -15,6 +15,7 @@ from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, ReplayBufferSamples, Schedule
 from stable_baselines3.common.utils import polyak_update, update_learning_rate
 
+from sb3_expo.checks import check_image_observations
 from sb3_expo.critics import random_subsets
 from sb3_expo.data import OfflineSource, OfflineTransitions, RewardTransform
 from sb3_expo.offline import DEFAULT_OFFLINE_RATIO, OfflineToOnline, choose_replay_buffer_class
@@ -220,6 +221,7 @@ class EXPO(Safeguards, OfflineToOnline, OffPolicyAlgorithm):
             self.replay_buffer_class, self.replay_buffer_kwargs, self.observation_space,
             self.offline_dataset is not None, self.offline_ratio, reward_transform,
         )  # fmt: skip
+        check_image_observations(self.observation_space, self.buffer_size, self.optimize_memory_usage, stacklevel=3)
         super()._setup_model()
         self.base, self.base_ema, self.edit_actor = self.policy.base, self.policy.base_ema, self.policy.edit_actor
         self.critic, self.critic_target = self.policy.critic, self.policy.critic_target

@@ -17,6 +17,7 @@ from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.utils import configure_logger, update_learning_rate
 
 from sb3_expo.buffers import DictOfflineReplayBuffer, OfflineMixingMixin, OfflineReplayBuffer
+from sb3_expo.checks import check_offline_batch_size
 from sb3_expo.data import OfflineSource, RewardTransform, load_offline_dataset
 from sb3_expo.update import Minibatch, cosine_decay
 
@@ -89,6 +90,7 @@ class OfflineToOnline:
                 "path or id>) to continue training, or EXPO.load(path, offline_dataset=None) to act without it."
             ) from error
         self.replay_buffer.attach_offline(transitions)
+        check_offline_batch_size(self.batch_size, self.replay_buffer.offline_size, self.offline_ratio, stacklevel=3)
         self._offline_transitions = transitions
         self.offline_dataset = dataset
 
@@ -128,6 +130,8 @@ class OfflineToOnline:
 
             steps = tqdm(steps, desc="pretraining the critics on offline data" if critic else "pretraining the base policy")
         pretrain_steps = self._pretrain_critics if critic else self._pretrain_base
+        if batch_size is not None:
+            check_offline_batch_size(batch_size, self.replay_buffer.offline_size, self.offline_ratio, stacklevel=3)
         pretrain_steps(steps, n_steps, batch_size or self.batch_size, log_interval)
         return self
 

@@ -79,3 +79,29 @@ def test_image_observations_are_warned_about_with_the_buffer_bytes():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         check_image_observations(spaces.Box(-1, 1, (17,)), 1000)
+
+
+def test_expo_warns_about_a_batch_larger_than_its_offline_data(tiny_kwargs):
+    from sb3_expo import EXPO
+    from sb3_expo.data import OfflineTransitions
+
+    rng = np.random.default_rng(0)
+    data = OfflineTransitions(rng.normal(size=(10, 3)), rng.uniform(-2, 2, (10, 1)), np.zeros(10), rng.normal(size=(10, 3)),
+                              np.zeros(10))  # fmt: skip
+    with pytest.warns(UserWarning, match="larger than the offline dataset"):
+        model = EXPO("MlpPolicy", "Pendulum-v1", offline_dataset=data, **tiny_kwargs)
+    with pytest.warns(UserWarning, match="batch_size=12 is larger"):
+        model.pretrain(1, batch_size=12)
+
+
+def test_expo_warns_about_image_observations_before_allocating_the_buffer(tiny_kwargs):
+    import gymnasium as gym
+
+    from sb3_expo import EXPO
+
+    class ImageEnv(gym.Env):
+        observation_space = spaces.Box(0, 255, (84, 84, 3), np.uint8)
+        action_space = spaces.Box(-1, 1, (2,), np.float32)
+
+    with pytest.warns(UserWarning, match="Image observations"):
+        EXPO("MlpPolicy", ImageEnv(), **{**tiny_kwargs, "buffer_size": 100})
