@@ -6,7 +6,9 @@ The ``sb3-expo`` command: rl-zoo's ``train`` and ``enjoy`` with EXPO registered 
     sb3-expo enjoy --env sb3_expo/AntMaze-large-diverse-v1 -f logs --no-render
     sb3-expo train --env Pendulum-v1 -optimize --n-trials 20 -n 20000
 
-Every other option is rl-zoo's (``sb3-expo train --help``), plus ``--heartbeat-interval SECONDS`` for
+Every other option is rl-zoo's (``sb3-expo train --help``), plus two of ours: ``--resume RUN_FOLDER``
+continues an interrupted run exactly from the newest checkpoint that ``--save-freq N`` wrote under
+``RUN_FOLDER/checkpoints`` (:mod:`sb3_expo.zoo.resume`), and ``--heartbeat-interval SECONDS`` for
 ``-optimize`` on a database ``--storage`` (:mod:`sb3_expo.zoo.sweeps`; default 60). Two commands read
 such a study::
 
@@ -23,6 +25,7 @@ COMMANDS = ("train", "enjoy")
 STUDY_COMMANDS = ("trials", "best-params")
 USAGE = (
     f"usage: sb3-expo {{{','.join(COMMANDS)}}} [rl-zoo options]   (sb3-expo train --help for the options)\n"
+    "       sb3-expo train [the interrupted run's options] --resume RUN_FOLDER   (continue it from its checkpoints)\n"
     f"       sb3-expo {{{','.join(STUDY_COMMANDS)}}} --storage URL --study-name NAME   (an -optimize study)"
 )
 
