@@ -11,7 +11,7 @@ from sb3_expo.tasks.pointmaze import build_pointmaze_dataset, make_pointmaze_env
 
 TASK = "tiny-pointmaze"
 DATASET_ID = "sb3_expo/test-learning-suite-v0"
-ALL_METHODS = ["expo-o2o", "expo-o2o-base", "expo-online", "rlpd", "bc", "sac"]
+ALL_METHODS = ["expo-o2o", "expo-o2o-base", "expo-online", "rlpd", "rlpd-delayed", "bc", "sac"]
 
 
 @pytest.fixture(scope="module")

@@ -111,7 +111,8 @@ def test_three_workers_share_one_postgres_study_and_survive_a_killed_worker(post
         except KeyError:  # not created yet
             return None
         running = [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)) if t.user_attrs.get("worker")]
-        return next((t for t in running if t.user_attrs["worker"].endswith(f":{victim.pid}")), None)
+        # Mid-trial: its hyperparameters sampled (killed before that, the retry would have none to repeat).
+        return next((t for t in running if t.user_attrs["worker"].endswith(f":{victim.pid}") and t.params), None)
 
     killed = wait_until(victim_trial, 120, "a trial of the third worker")
     victim.send_signal(signal.SIGKILL)

@@ -10,7 +10,11 @@ symmetric sampling, rewards shifted by the task's ``reward_shift``), the same ba
 - ``expo-o2o-base``: the paper's offline-to-online: only the base policy pretrained; critics and edit actor
   start fresh online (the ablation of the critic pretraining).
 - ``expo-online``: EXPO with the offline data in its buffer from the start, no pretraining.
-- ``rlpd``: RLPD (:class:`sb3_expo.rlpd.RLPD`) with EXPO's ensemble size, subset size and policy delay.
+- ``rlpd``: RLPD (:class:`sb3_expo.rlpd.RLPD`) with EXPO's ensemble size and subset size, the actor and the
+  temperature updated after every critic update (SAC's schedule).
+- ``rlpd-delayed``: the same with EXPO's policy delay: one actor update per UTD block, the schedule of RLPD's
+  own code. At UTD 2 it learned nothing on PointMaze in 5k steps, where ``rlpd`` reached 1.0
+  (``benchmarks/learning/README.md``), so ``rlpd`` is the baseline the tables compare with.
 - ``bc``: the pretrained diffusion base alone (one sample per state, no critic or edit): the floor that
   online learning must beat. It never learns online, so it is evaluated once, at step 0.
 - ``sac``: SB3's SAC (2 critics, no LayerNorm).
@@ -88,13 +92,24 @@ def expo_setting(task: Task, name: str) -> Any:
     return task.expo.get(name, inspect.signature(EXPO).parameters[name].default)
 
 
-def make_rlpd(task: Task, env: gym.Env, seed: int, device: str, buffer_size: int, data: OfflineTransitions) -> RLPD:
-    """RLPD with EXPO's critic ensemble settings and policy delay, and RLPD's target entropy -dim(A)/2."""
-    settings = {key: expo_setting(task, key) for key in ("n_critics", "critic_subset_size", "policy_delay")}
+def make_rlpd(
+    task: Task, env: gym.Env, seed: int, device: str, buffer_size: int, data: OfflineTransitions, delayed: bool = False
+) -> RLPD:
+    """
+    RLPD with EXPO's critic ensemble settings and RLPD's target entropy -dim(A)/2; the actor after every critic
+    update, or (``delayed``) after every ``policy_delay``-th as EXPO's policies.
+    """
+    settings = {key: expo_setting(task, key) for key in ("n_critics", "critic_subset_size")}
+    policy_delay = expo_setting(task, "policy_delay") if delayed else 1
     action_dim = int(np.prod(env.action_space.shape))
-    model = RLPD(**common_kwargs(task, env, seed, device, buffer_size), target_entropy=-action_dim / 2, **settings)
+    kwargs = common_kwargs(task, env, seed, device, buffer_size)
+    model = RLPD(**kwargs, target_entropy=-action_dim / 2, policy_delay=policy_delay, **settings)
     model.replay_buffer.attach_offline(data)  # type: ignore[union-attr]
     return model
+
+
+def make_rlpd_delayed(task: Task, env: gym.Env, seed: int, device: str, buffer_size: int, data: OfflineTransitions) -> RLPD:
+    return make_rlpd(task, env, seed, device, buffer_size, data, delayed=True)
 
 
 def make_sac(task: Task, env: gym.Env, seed: int, device: str, buffer_size: int, data: OfflineTransitions) -> SAC:
@@ -127,6 +142,7 @@ METHODS: dict[str, Method] = {
         Method("expo-o2o-base", EXPO, make_expo_base_pretrained),
         Method("expo-online", EXPO, make_expo),
         Method("rlpd", RLPD, make_rlpd),
+        Method("rlpd-delayed", RLPD, make_rlpd_delayed),
         Method("bc", EXPO, make_expo_base_pretrained, learns_online=False, actor=BasePolicyActor),
         Method("sac", SAC, make_sac),
     ]
