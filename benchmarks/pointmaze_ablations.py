@@ -44,7 +44,8 @@ def parse_args() -> argparse.Namespace:
     # EXPO settings; the defaults are the demo's.
     parser.add_argument("--edit-scale", type=float, default=0.5)
     parser.add_argument("--tau", type=float, default=0.02)
-    parser.add_argument("--utd", type=int, default=2, help="gradient_steps and policy_delay")
+    parser.add_argument("--utd", type=int, default=2, help="gradient_steps (and policy_delay unless --policy-delay)")
+    parser.add_argument("--policy-delay", type=int, default=None, help="critic updates per policy update (default: --utd)")
     parser.add_argument("--n-samples", type=int, default=4, help="N = K")
     parser.add_argument("--critic-subset-size", type=int, default=2)
     parser.add_argument("--reward-shift", type=float, default=-1.0)
@@ -99,7 +100,7 @@ def main() -> None:
         learning_starts=0,
         batch_size=128,
         gradient_steps=args.utd,
-        policy_delay=args.utd,
+        policy_delay=args.policy_delay or args.utd,
         n_critics=5,
         critic_subset_size=args.critic_subset_size,
         n_base_samples=args.n_samples,
