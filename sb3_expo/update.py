@@ -25,9 +25,9 @@ def td_target(
     value_subset: th.Tensor,
 ) -> tuple[th.Tensor, th.Tensor]:
     """
-    EXPO's TD target (docs/algorithm.md, "One update", step 1): pick the next action a* among the OTF candidates by the
-    minimum over one random subset of target critics, then bootstrap from the minimum over an
-    *independent* subset at a*. There is no entropy term in the backup.
+    EXPO's TD target (docs/algorithm.md, "One update", step 1): pick the next action a* among the OTF
+    candidates by the minimum over one random subset of target critics, then bootstrap from the minimum
+    over an *independent* subset at a*. There is no entropy term in the backup.
 
     Only the critics these minima use are evaluated: the selection subset on every candidate, the value
     subset on a* alone (with 10 critics, subsets of 2 and 16 candidates: 34 critic evaluations per state, not 160).
