@@ -217,6 +217,7 @@ class EXPO(Safeguards, OfflineToOnline, OffPolicyAlgorithm):
     def _setup_model(self) -> None:
         check_update_schedule(self.gradient_steps, self.policy_delay, self.base_ema_rate)
         reward_transform = RewardTransform(self.reward_scale, self.reward_shift)
+        self.replay_buffer_kwargs = dict(self.replay_buffer_kwargs)  # EXPO adds keys: the caller's dict stays as given
         self.replay_buffer_class = choose_replay_buffer_class(
             self.replay_buffer_class, self.replay_buffer_kwargs, self.observation_space,
             self.offline_dataset is not None, self.offline_ratio, reward_transform,

@@ -369,6 +369,13 @@ def test_one_policy_kwargs_dict_configures_several_models(tiny_kwargs):
     assert (first.edit_scale, second.edit_scale) == (0.3, 0.6) == (first.policy.edit_scale, second.policy.edit_scale)
 
 
+def test_the_callers_replay_buffer_kwargs_are_left_as_given(tiny_kwargs):
+    shared = {"offline_ratio": 0.3}
+    EXPO("MlpPolicy", "Pendulum-v1", **{**tiny_kwargs, "reward_shift": -1.0, "replay_buffer_class": OfflineReplayBuffer,
+                                        "replay_buffer_kwargs": shared})  # fmt: skip
+    assert shared == {"offline_ratio": 0.3}
+
+
 def test_identical_options_in_policy_kwargs_are_accepted(tiny_kwargs):
     model = EXPO("MlpPolicy", "Pendulum-v1", **{**tiny_kwargs, "policy_kwargs": {**SMALL_NETS, "n_critics": 3}})
     assert model.n_critics == model.policy.n_critics == 3
