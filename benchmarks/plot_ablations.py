@@ -22,7 +22,7 @@ import numpy as np
 GROUPS = {
     "30% expert data, τ 0.005: critic pretraining": ["paper-o2o", "paper-o2o-subset5", "critic-pretrain-3k"],
     "10% expert data (the demo's): τ": ["critic-pretrain", "critic-pretrain-tau0.02", "baseline"],
-    "one change from the demo's settings": ["baseline", "utd4", "beta0.2", "shift0", "nk8"],
+    "one change from the demo's settings": ["baseline", "utd4", "beta0.2", "shift0", "nk8", "policy-delay1"],
     "initialisation and imitation length": ["baseline", "init-torch", "pretrain-1k", "pretrain-10k"],
 }
 
