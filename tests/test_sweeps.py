@@ -27,7 +27,7 @@ from postgres_server import missing_binaries, postgres_server  # noqa: E402
 
 from benchmarks.learning import claims, report, run  # noqa: E402
 from benchmarks.learning.tasks import TASKS, Task  # noqa: E402
-from sb3_expo.zoo import cli, sweeps  # noqa: E402
+from sb3_expo.zoo import cli, storage, sweeps  # noqa: E402
 from sb3_expo.zoo.experiment import ExpoExperimentManager  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -194,7 +194,7 @@ def test_a_nan_trial_is_recorded_as_failed_and_the_worker_goes_on(tmp_path, monk
     assert calls == [0, 1, 2]
     assert [t.state for t in study.trials] == [TrialState.FAIL, TrialState.COMPLETE, TrialState.COMPLETE]
     assert "FloatingPointError" in study.trials[0].user_attrs["error"]
-    assert all(t.user_attrs["worker"] == sweeps.worker_name() for t in study.trials)
+    assert all(t.user_attrs["worker"] == storage.worker_name() for t in study.trials)
 
 
 def test_heartbeat_option_is_taken_before_rl_zoo_parses(monkeypatch):
@@ -204,8 +204,8 @@ def test_heartbeat_option_is_taken_before_rl_zoo_parses(monkeypatch):
     assert cli._take_heartbeat_interval(["--heartbeat-interval=3"]) == [] and ExpoExperimentManager.heartbeat_interval == 3
     with pytest.raises(SystemExit, match="whole number"):
         cli._take_heartbeat_interval(["--heartbeat-interval", "0"])
-    assert sweeps.database_url("postgresql://u@h/db") == "postgresql+psycopg://u@h/db"
-    assert sweeps.database_url("sqlite:///a.db") == "sqlite:///a.db"
+    assert storage.database_url("postgresql://u@h/db") == "postgresql+psycopg://u@h/db"
+    assert storage.database_url("sqlite:///a.db") == "sqlite:///a.db"
 
 
 def test_best_params_export_is_a_yaml_entry_rl_zoo_reads(tmp_path, capsys, monkeypatch):

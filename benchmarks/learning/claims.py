@@ -21,8 +21,6 @@ Heartbeats use each worker's clock: machines need clocks that agree to well with
 Only SQLAlchemy (a dependency of Optuna) is needed: no torch, so the table can be read from anywhere.
 """
 
-import os
-import socket
 import threading
 import time
 import traceback
@@ -32,6 +30,8 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError, IntegrityError
+
+from sb3_expo.zoo.storage import database_url, worker_name
 
 TABLE = "sb3_expo_benchmark_jobs"
 PENDING, RUNNING, DONE, FAILED = "pending", "running", "done", "failed"
@@ -53,19 +53,6 @@ jobs_table = sa.Table(
     sa.Column("finished", sa.Float),
     sa.Column("message", sa.Text),
 )
-
-
-def database_url(url: str) -> str:
-    """``postgresql://`` with the psycopg (3) driver of the ``sweeps`` extra named explicitly; others unchanged."""
-    for scheme in ("postgresql://", "postgres://"):
-        if url.startswith(scheme):
-            return "postgresql+psycopg://" + url[len(scheme) :]
-    return url
-
-
-def worker_name() -> str:
-    """``<host>:<pid>``."""
-    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from sb3_expo.expo import EXPO
 from sb3_expo.tasks import prepare_offline_dataset
 from sb3_expo.zoo import DEFAULT_HYPERPARAMS, sweeps
+from sb3_expo.zoo.storage import worker_name
 
 # YAML key -> (ExperimentManager attribute, command-line flags that override it)
 EVALUATION_KEYS = {
@@ -165,24 +166,16 @@ class ExpoExperimentManager(ExperimentManager):
         """
         rl-zoo's trial, which also records the worker (``<host>:<pid>``) as the trial's ``worker``
         attribute. A NaN in training (``FloatingPointError``) or running out of GPU memory returns NaN:
-        Optuna records the trial as ``FAIL`` and the worker goes on to the next one.
-
-        Each trial gets its own copy of the entry's ``policy_kwargs``: rl-zoo shares one dict between
-        the trials of a worker, and EXPO writes its policy options (N, K, β, ...) into the dict it is
-        given, so the second trial would otherwise find the first one's values there.
+        Optuna records the trial as ``FAIL`` and the worker goes on to the next one. (rl-zoo shares one
+        ``policy_kwargs`` dict between the trials of a worker; EXPO copies it before adding its options.)
         """
-        trial.set_user_attr(sweeps.WORKER_ATTR, sweeps.worker_name())
-        hyperparams = self._hyperparams
-        if isinstance(hyperparams.get("policy_kwargs"), dict):
-            self._hyperparams = {**hyperparams, "policy_kwargs": dict(hyperparams["policy_kwargs"])}
+        trial.set_user_attr(sweeps.WORKER_ATTR, worker_name())
         try:
             return super().objective(trial)
         except (FloatingPointError, th.cuda.OutOfMemoryError) as error:
             print(f"Trial {trial.number} failed: {type(error).__name__}: {error}")
             trial.set_user_attr("error", f"{type(error).__name__}: {error}"[:500])
             return math.nan
-        finally:
-            self._hyperparams = hyperparams
 
     def learn(self, model: BaseAlgorithm) -> None:
         super().learn(model)

@@ -26,7 +26,6 @@ PostgreSQL (install the ``sweeps`` extra for its driver) serves any number of ma
 import argparse
 import math
 import os
-import socket
 import sys
 import time
 import warnings
@@ -43,6 +42,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from sb3_expo.zoo import DEFAULT_HYPERPARAMS
 from sb3_expo.zoo.hyperparams_opt import convert_expo_params
+from sb3_expo.zoo.storage import database_url
 
 # Seconds between two heartbeats of a running trial; a trial without one for twice as long is dead.
 DEFAULT_HEARTBEAT_INTERVAL = 60
@@ -59,23 +59,6 @@ WORKER_ATTR = "worker"
 def is_database_url(storage: Any) -> bool:
     """Whether ``storage`` is a database URL (``postgresql://...``, ``sqlite:///...``), not rl-zoo's ``.log`` journal file."""
     return isinstance(storage, str) and "://" in storage
-
-
-def database_url(url: str) -> str:
-    """
-    ``postgresql://...`` with the psycopg (3) driver of the ``sweeps`` extra named explicitly
-    (``postgresql+psycopg://...``): SQLAlchemy 2.0 would pick psycopg2 for the bare scheme, 2.1 picks
-    psycopg. URLs that name a driver, and other databases, are returned as they are.
-    """
-    for scheme in ("postgresql://", "postgres://"):
-        if url.startswith(scheme):
-            return "postgresql+psycopg://" + url[len(scheme) :]
-    return url
-
-
-def worker_name() -> str:
-    """This worker's name in the trial table: ``<host>:<pid>``."""
-    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def shared_storage(
