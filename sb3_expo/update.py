@@ -119,12 +119,12 @@ def guarded_step(optimizer: th.optim.Optimizer, loss: th.Tensor, name: str, n_up
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     if getattr(optimizer, "_step_supports_amp_scaling", False):
-        optimizer.found_inf = (~th.isfinite(loss.detach())).float()  # type: ignore[attr-defined]
-        optimizer.step()
-        del optimizer.found_inf  # type: ignore[attr-defined]
+        if not hasattr(optimizer, "found_inf"):  # one tensor per optimiser, updated in place (graph-capture friendly)
+            optimizer.found_inf = th.zeros((), device=loss.device)  # type: ignore[attr-defined]
+        optimizer.found_inf.copy_(~th.isfinite(loss.detach()))  # type: ignore[attr-defined]
     else:
         check_finite(loss, f"train/{name}", n_updates)
-        optimizer.step()
+    optimizer.step()
 
 
 def check_finite_losses(logged: dict[str, float], n_updates: int) -> None:
