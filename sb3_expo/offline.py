@@ -19,7 +19,7 @@ from stable_baselines3.common.utils import configure_logger, update_learning_rat
 from sb3_expo.buffers import DictOfflineReplayBuffer, OfflineMixingMixin, OfflineReplayBuffer
 from sb3_expo.checks import check_offline_batch_size
 from sb3_expo.data import OfflineSource, RewardTransform, load_offline_dataset
-from sb3_expo.update import Minibatch, cosine_decay
+from sb3_expo.update import cosine_decay
 
 SelfOfflineToOnline = TypeVar("SelfOfflineToOnline", bound="OfflineToOnline")
 
@@ -149,8 +149,9 @@ class OfflineToOnline:
             # The learning rate follows its schedule at every step, as the reference's optax schedule does.
             decay = cosine_decay(self._n_base_updates, self.policy_lr_decay_steps)
             update_learning_rate(self.base.optimizer, self.lr_schedule(self._current_progress_remaining) * decay)
-            batch = Minibatch.from_samples(self.policy, self.replay_buffer.sample_offline(batch_size, self._vec_normalize_env))
-            losses.append(self._base_step(batch.obs, batch.actions)["base_loss"])
+            data = self.replay_buffer.sample_offline(batch_size, self._vec_normalize_env)
+            obs = self.policy.extract_features(data.observations, self.policy.features_extractor)  # imitation needs no s'
+            losses.append(self._base_step(obs, data.actions)["base_loss"])
             if (step + 1) % log_interval == 0 or step + 1 == n_steps:
                 self._log_pretraining(th.stack(losses).mean().item())
                 losses = []
