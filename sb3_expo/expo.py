@@ -13,8 +13,9 @@ from stable_baselines3.common.noise import ActionNoise
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, ReplayBufferSamples, Schedule
-from stable_baselines3.common.utils import polyak_update, update_learning_rate
+from stable_baselines3.common.utils import polyak_update
 
+from sb3_expo.backend import compile_graph
 from sb3_expo.checks import check_image_observations
 from sb3_expo.critics import random_subsets
 from sb3_expo.data import OfflineSource, OfflineTransitions, RewardTransform
@@ -22,12 +23,14 @@ from sb3_expo.offline import DEFAULT_OFFLINE_RATIO, OfflineToOnline, choose_repl
 from sb3_expo.policies import ExpoPolicy, MlpPolicy, MultiInputPolicy
 from sb3_expo.safeguards import Safeguards
 from sb3_expo.update import (
+    GraphAdam,
     Minibatch,
     TrainMetrics,
     check_finite_losses,
     cosine_decay,
     critic_loss,
     guarded_step,
+    set_learning_rate,
     td_target,
 )
 
@@ -108,7 +111,8 @@ class EXPO(Safeguards, OfflineToOnline, OffPolicyAlgorithm):
     :param policy_lr_decay_steps: base and edit-actor learning rates decay to 0 over this many updates (``None``: never)
     :param ent_coef: temperature α of the edit actor: "auto" (learned from 1), "auto_0.1" (from 0.1) or a float
     :param target_entropy: target entropy of the edit ``β·u``; "auto" is ``-d/2 + d·log β`` (docs/algorithm.md)
-    :param compile_mode: ``None`` (eager) or a ``torch.compile`` mode for the sampler, TD target and critic loss
+    :param compile_mode: ``None`` (eager) or a ``torch.compile`` mode: each critic step and each policy step becomes
+        one graph (losses, gradients, Adam steps, Polyak), the samplers another (Adam / AdamW optimisers only)
     :param mixed_precision: sample candidates with the denoiser in bfloat16 autocast (GPUs, CPUs with AMX / AVX-512 BF16)
     :param stats_window_size: window size of the rollout logging (episodes)
     :param tensorboard_log: the log location for TensorBoard (if None, no logging)
@@ -226,10 +230,10 @@ class EXPO(Safeguards, OfflineToOnline, OffPolicyAlgorithm):
         super()._setup_model()
         self.base, self.base_ema, self.edit_actor = self.policy.base, self.policy.base_ema, self.policy.edit_actor
         self.critic, self.critic_target = self.policy.critic, self.policy.critic_target
-        self._compile_hot_paths()
         if self.offline_dataset is not None:
             self.attach_offline_data(self.offline_dataset)
         self._setup_temperature()
+        self._compile_hot_paths()
 
     def _setup_temperature(self) -> None:
         """The target entropy of the edits, and α: learned (log α with its optimiser) or fixed."""
@@ -247,13 +251,21 @@ class EXPO(Safeguards, OfflineToOnline, OffPolicyAlgorithm):
             self.ent_coef_tensor = th.tensor(float(self.ent_coef), device=self.device)
 
     def _compile_hot_paths(self) -> None:
-        """Bind the eager or ``torch.compile``-d sampler, TD target and critic loss (static shapes: each compiles once)."""
-        self._td_target, self._critic_loss = td_target, critic_loss
-        if self.compile_mode is not None:
-            compile_kwargs = dict(mode=self.compile_mode, dynamic=False)
-            self.policy.compile_samplers(**compile_kwargs)
-            self._td_target = th.compile(td_target, **compile_kwargs)
-            self._critic_loss = th.compile(critic_loss, **compile_kwargs)
+        """
+        Bind the update steps that :meth:`_train_on` and pretraining run: the eager methods, or (``compile_mode``)
+        each one as a single compiled graph (:func:`sb3_expo.backend.compile_graph`), the OTF candidates and action too.
+        """
+        self._run_critic_step, self._run_policy_step = self._critic_step, self._policy_step
+        self._run_base_step = self._base_step
+        if self.compile_mode is None:
+            return
+        optimizers = [self.critic.optimizer, self.base.optimizer, self.edit_actor.optimizer, self.ent_coef_optimizer]
+        for optimizer in filter(None, optimizers):
+            GraphAdam.attach(optimizer)
+        self.policy.compile_graphs(self.compile_mode)
+        self._run_critic_step = compile_graph(self._critic_step, self.compile_mode, self.device)
+        self._run_policy_step = compile_graph(self._policy_step, self.compile_mode, self.device)
+        self._run_base_step = compile_graph(self._base_step, self.compile_mode, self.device)
 
     # ---------------------------------------------------------------------------- training (docs/algorithm.md)
 
@@ -271,15 +283,12 @@ class EXPO(Safeguards, OfflineToOnline, OffPolicyAlgorithm):
         metrics = TrainMetrics()
         for step, batch in enumerate(all_batches.split(batch_size)):
             # 1 critic: regress every critic on the TD target at s' (the OTF choice), then Polyak
-            metrics.add(self._critic_step(batch, *next(target_inputs)))
+            metrics.add(self._run_critic_step(batch, *next(target_inputs)))
             if (self._n_updates + step + 1) % self.policy_delay == 0:
-                # 2 base: imitate the buffer actions (DDPM loss), then its EMA
-                metrics.add(self._base_step(batch.obs, batch.actions))
-                # 3 edit actor: edit the buffer actions to raise Q, with an entropy bonus
-                edit_metrics = self._edit_actor_step(batch.obs, batch.actions)
-                metrics.add(edit_metrics)
-                # 4 temperature: move α so that the edits' entropy approaches its target
-                metrics.add(self._temperature_step(edit_metrics["entropy"]))
+                # 2-4 base, edit actor, temperature
+                metrics.add(self._run_policy_step(batch.obs, batch.actions))
+                self._n_base_updates += 1
+                self._n_policy_updates += 1
         self._n_updates += gradient_steps
         self._log_metrics(metrics)
 
@@ -303,10 +312,12 @@ class EXPO(Safeguards, OfflineToOnline, OffPolicyAlgorithm):
 
     def _target_candidates(self, next_obs: th.Tensor) -> th.Tensor:
         """OTF candidates at s' with the *online* base weights, edits sampled, dropout off (docs/algorithm.md)."""
-        self.policy.set_training_mode(False)
+        if self.policy.uses_dropout:
+            self.policy.set_training_mode(False)
         with th.no_grad():
             candidates = self.policy.propose_candidates(next_obs, self.base)
-        self.policy.set_training_mode(True)
+        if self.policy.uses_dropout:
+            self.policy.set_training_mode(True)
         return candidates
 
     def _critic_step(
@@ -314,11 +325,11 @@ class EXPO(Safeguards, OfflineToOnline, OffPolicyAlgorithm):
     ) -> dict[str, th.Tensor]:
         """One Adam step of every critic on the same TD target, then the Polyak update of the target critics."""
         with th.no_grad():
-            target, best = self._td_target(
+            target, best = td_target(
                 self.critic_target, batch.next_obs, candidates, batch.rewards, batch.not_terminal, self.gamma,
                 selection_subset, value_subset,
             )  # fmt: skip
-        loss, q_values = self._critic_loss(self.critic, batch.obs, batch.actions, target)
+        loss, q_values = critic_loss(self.critic, batch.obs, batch.actions, target)
         guarded_step(self.critic.optimizer, loss, "critic_loss", self._n_updates)
         polyak_update(self.critic.parameters(), self.critic_target.parameters(), self.tau)
         q_values = q_values.detach()
@@ -330,23 +341,28 @@ class EXPO(Safeguards, OfflineToOnline, OffPolicyAlgorithm):
             "q_mean": q_values.mean(),
         }
 
+    def _policy_step(self, obs: th.Tensor, actions: th.Tensor) -> dict[str, th.Tensor]:
+        """The policy update after every ``policy_delay``-th critic step: steps 2 to 4 on the same minibatch."""
+        # 2 base: imitate the buffer actions (DDPM loss), then its EMA
+        metrics = self._base_step(obs, actions)
+        # 3 edit actor: edit the buffer actions to raise Q, with an entropy bonus
+        edit_metrics = self._edit_actor_step(obs, actions)
+        # 4 temperature: move α so that the edits' entropy approaches its target
+        return {**metrics, **edit_metrics, **self._temperature_step(edit_metrics["entropy"])}
+
     def _base_step(self, obs: th.Tensor, actions: th.Tensor) -> dict[str, th.Tensor]:
         """One imitation step of the base policy (DDPM loss, AdamW), then its EMA: online and in pretraining."""
         loss = self.base.loss(obs, actions)
         guarded_step(self.base.optimizer, loss, "base_loss", self._n_updates)
         polyak_update(self.base.parameters(), self.base_ema.parameters(), self.base_ema_rate)
-        self._n_base_updates += 1
         return {"base_loss": loss.detach()}
 
     def _edit_actor_step(self, obs: th.Tensor, actions: th.Tensor) -> dict[str, th.Tensor]:
         """SAC's actor loss on edits of the *buffer* actions: ``α·log π_E - mean_e Q_e(s, a + β·u)``."""
         edits, log_prob = self.edit_actor(obs, actions)
-        self.critic.requires_grad_(False)  # the actor loss must not accumulate critic gradients
-        q_edited = self.critic(obs, actions + edits).mean(dim=0)
-        self.critic.requires_grad_(True)
+        q_edited = self.critic(obs, actions + edits).mean(dim=0)  # guarded_step computes the edit actor's gradients only
         loss = (self._current_ent_coef() * log_prob - q_edited).mean()
         guarded_step(self.edit_actor.optimizer, loss, "actor_loss", self._n_updates)
-        self._n_policy_updates += 1
         return {"actor_loss": loss.detach(), "edit_size": edits.detach().abs().mean(), "entropy": -log_prob.detach().mean()}
 
     def _temperature_step(self, entropy: th.Tensor) -> dict[str, th.Tensor]:
@@ -369,11 +385,11 @@ class EXPO(Safeguards, OfflineToOnline, OffPolicyAlgorithm):
         """SB3's schedule for every optimiser; the base and the edit actor also decay with a cosine over their updates."""
         learning_rate = self.lr_schedule(self._current_progress_remaining)
         for optimizer in [self.critic.optimizer] + ([self.ent_coef_optimizer] if self.ent_coef_optimizer else []):
-            update_learning_rate(optimizer, learning_rate)
+            set_learning_rate(optimizer, learning_rate)
         base_learning_rate = learning_rate * cosine_decay(self._n_base_updates, self.policy_lr_decay_steps)
         edit_learning_rate = learning_rate * cosine_decay(self._n_policy_updates, self.policy_lr_decay_steps)
-        update_learning_rate(self.base.optimizer, base_learning_rate)
-        update_learning_rate(self.edit_actor.optimizer, edit_learning_rate)
+        set_learning_rate(self.base.optimizer, base_learning_rate)
+        set_learning_rate(self.edit_actor.optimizer, edit_learning_rate)
         self.logger.record("train/learning_rate", learning_rate)
         self.logger.record("train/base_learning_rate", base_learning_rate)
         self.logger.record("train/edit_learning_rate", edit_learning_rate)
@@ -401,7 +417,7 @@ class EXPO(Safeguards, OfflineToOnline, OffPolicyAlgorithm):
 
     def _excluded_save_params(self) -> list[str]:
         excluded = [*super()._excluded_save_params(), "base", "base_ema", "edit_actor", "critic", "critic_target"]
-        excluded += ["_offline_transitions", "_td_target", "_critic_loss"]  # reloaded / rebound when the model is rebuilt
+        excluded += ["_offline_transitions", "_run_critic_step", "_run_policy_step", "_run_base_step"]  # rebuilt on load
         if isinstance(self.offline_dataset, OfflineTransitions):
             excluded.append("offline_dataset")
         return excluded

@@ -14,12 +14,12 @@ from typing import Any, TypeVar
 import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.buffers import ReplayBuffer
-from stable_baselines3.common.utils import configure_logger, update_learning_rate
+from stable_baselines3.common.utils import configure_logger
 
 from sb3_expo.buffers import DictOfflineReplayBuffer, OfflineMixingMixin, OfflineReplayBuffer
 from sb3_expo.checks import check_offline_batch_size
 from sb3_expo.data import OfflineSource, RewardTransform, load_offline_dataset
-from sb3_expo.update import cosine_decay
+from sb3_expo.update import cosine_decay, set_learning_rate
 
 SelfOfflineToOnline = TypeVar("SelfOfflineToOnline", bound="OfflineToOnline")
 
@@ -148,10 +148,11 @@ class OfflineToOnline:
         for step in steps:
             # The learning rate follows its schedule at every step, as the reference's optax schedule does.
             decay = cosine_decay(self._n_base_updates, self.policy_lr_decay_steps)
-            update_learning_rate(self.base.optimizer, self.lr_schedule(self._current_progress_remaining) * decay)
+            set_learning_rate(self.base.optimizer, self.lr_schedule(self._current_progress_remaining) * decay)
             data = self.replay_buffer.sample_offline(batch_size, self._vec_normalize_env)
             obs = self.policy.extract_features(data.observations, self.policy.features_extractor)  # imitation needs no s'
-            losses.append(self._base_step(obs, data.actions)["base_loss"])
+            losses.append(self._run_base_step(obs, data.actions)["base_loss"])
+            self._n_base_updates += 1
             if (step + 1) % log_interval == 0 or step + 1 == n_steps:
                 self._log_pretraining(th.stack(losses).mean().item())
                 losses = []

@@ -24,6 +24,7 @@ from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 from torch import nn
 from torch.nn import functional as F
 
+from sb3_expo.backend import compile_graph
 from sb3_expo.critics import CriticEnsemble, mlp_layers, random_subsets
 from sb3_expo.diffusion import DiffusionPolicy, xavier_uniform_
 
@@ -235,6 +236,8 @@ class ExpoPolicy(BasePolicy):
             base_optimizer_kwargs = {"weight_decay": 1e-4, **default_optimizer_kwargs(base_optimizer_class)}
         self.base_optimizer_kwargs = base_optimizer_kwargs
         self._build(lr_schedule)
+        # The OTF candidates and action: eager, or compiled graphs after compile_graphs().
+        self._propose, self._select_action = self._propose_eager, self._select_action_eager
 
     def _build(self, lr_schedule: Schedule) -> None:
         self.features_extractor = self.make_features_extractor()
@@ -292,10 +295,20 @@ class ExpoPolicy(BasePolicy):
 
     # ---------------------------------------------------------------- on-the-fly action (docs/algorithm.md)
 
-    def compile_samplers(self, **compile_kwargs: Any) -> None:
-        """``torch.compile`` the samplers of the base and of its EMA (see :meth:`DiffusionPolicy.compile_sampler`)."""
-        self.base.compile_sampler(**compile_kwargs)
-        self.base_ema.compile_sampler(**compile_kwargs)
+    @property
+    def uses_dropout(self) -> bool:
+        """Whether any network has dropout, so that switching the training mode changes what it computes."""
+        return self.denoiser_dropout > 0 or self.edit_dropout > 0
+
+    def compile_graphs(self, mode: str) -> None:
+        """
+        From now on :meth:`propose_candidates` (per base: ``base`` for TD targets, ``base_ema`` for acting) and the
+        OTF action of :meth:`_predict` each run as one compiled graph (:func:`sb3_expo.backend.compile_graph`).
+
+        :param mode: a ``torch.compile`` mode ("default", "reduce-overhead", ...)
+        """
+        self._propose = compile_graph(self._propose_eager, mode, self.device)
+        self._select_action = compile_graph(self._select_action_eager, mode, self.device)
 
     def candidate_noise(self, batch_size: int) -> CandidateNoise:
         """
@@ -327,6 +340,11 @@ class ExpoPolicy(BasePolicy):
             same noise, the candidates of a batch equal those of its slices computed separately.
         :return: candidates ``(B, N + K, action_dim)``
         """
+        return self._propose(obs_features, base, deterministic, noise)
+
+    def _propose_eager(
+        self, obs_features: th.Tensor, base: DiffusionPolicy, deterministic: bool, noise: CandidateNoise | None
+    ) -> th.Tensor:
         batch_size, n, k = obs_features.shape[0], self.n_base_samples, self.n_edit_samples
         noise = self.candidate_noise(batch_size) if noise is None else noise
         base_actions = base.sample(obs_features.repeat_interleave(n, dim=0), noise.base).view(batch_size, n, -1)
@@ -356,8 +374,10 @@ class ExpoPolicy(BasePolicy):
         all target critics. The base samples are still random draws: a diffusion policy has no mode,
         so repeated deterministic calls on the same observation can return different actions.
         """
-        obs_features = self.extract_features(observation, self.features_extractor)
-        candidates = self.propose_candidates(obs_features, self.base_ema, deterministic)
+        return self._select_action(self.extract_features(observation, self.features_extractor), deterministic)
+
+    def _select_action_eager(self, obs_features: th.Tensor, deterministic: bool) -> th.Tensor:
+        candidates = self._propose_eager(obs_features, self.base_ema, deterministic, None)
         if deterministic:
             scores = self.score_candidates(obs_features, candidates).mean(dim=0)
         else:

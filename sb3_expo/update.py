@@ -9,6 +9,8 @@ from dataclasses import dataclass
 import torch as th
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import ReplayBufferSamples
+from stable_baselines3.common.utils import update_learning_rate
+from torch.optim.adam import adam
 
 from sb3_expo.checks import check_finite
 from sb3_expo.critics import CriticEnsemble
@@ -109,22 +111,92 @@ class TrainMetrics:
 
 def guarded_step(optimizer: th.optim.Optimizer, loss: th.Tensor, name: str, n_updates: int) -> None:
     """
-    ``zero_grad``, ``backward`` and ``step``, the step skipped when ``loss`` is NaN or inf, so that the model in
-    memory stays the last good one (:func:`check_finite_losses` then stops training at the end of the block).
+    One optimiser step on ``loss``, skipped when ``loss`` is NaN or inf, so that the model in memory stays the last
+    good one (:func:`check_finite_losses` then stops training at the end of the block).
 
-    Fused Adam / AdamW (EXPO's default) skip their whole update, moments and step count included, when their
-    ``found_inf`` tensor is set: the mechanism of AMP's ``GradScaler``, decided on the device without a host
-    sync. Other optimisers get a host-side check before the step (:func:`sb3_expo.checks.check_finite`).
+    The gradients are those of the optimiser's own parameters only (``torch.autograd.grad``): the edit actor's loss
+    runs through the critics without touching their gradients. Then, eagerly, the optimiser's ``step``: fused Adam /
+    AdamW (EXPO's default) skip their whole update, moments and step count included, when their ``found_inf``
+    tensor is set (AMP's ``GradScaler`` mechanism, decided on the device without a host sync); other optimisers get
+    a host-side check first (:func:`sb3_expo.checks.check_finite`). Inside a compiled update
+    (:func:`sb3_expo.backend.compile_update`) the step is the optimiser's :class:`GraphAdam`, part of the graph.
     """
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
+    if th.compiler.is_compiling():
+        graph_adam: GraphAdam = optimizer.graph_adam  # type: ignore[attr-defined]
+        graph_adam.step(th.autograd.grad(loss, graph_adam.params), th.isfinite(loss.detach()))
+        return
+    params = [param for group in optimizer.param_groups for param in group["params"]]
+    for param, grad in zip(params, th.autograd.grad(loss, params), strict=True):
+        param.grad = grad
     if getattr(optimizer, "_step_supports_amp_scaling", False):
-        if not hasattr(optimizer, "found_inf"):  # one tensor per optimiser, updated in place (graph-capture friendly)
+        if not hasattr(optimizer, "found_inf"):  # one tensor per optimiser, updated in place
             optimizer.found_inf = th.zeros((), device=loss.device)  # type: ignore[attr-defined]
         optimizer.found_inf.copy_(~th.isfinite(loss.detach()))  # type: ignore[attr-defined]
     else:
         check_finite(loss, f"train/{name}", n_updates)
     optimizer.step()
+
+
+def set_learning_rate(optimizer: th.optim.Optimizer, learning_rate: float) -> None:
+    """SB3's ``update_learning_rate``, and the tensor copy that a compiled update reads (:class:`GraphAdam`)."""
+    update_learning_rate(optimizer, learning_rate)
+    if hasattr(optimizer, "graph_adam"):
+        optimizer.graph_adam.lr.fill_(learning_rate)
+
+
+class GraphAdam:
+    """
+    The step of an Adam / AdamW optimiser as traceable tensor code, for a compiled update: PyTorch's functional
+    ``adam`` (the math of ``optimizer.step()``) on the optimiser's own state, so eager and compiled updates
+    interchange and ``save`` / ``load`` see one optimiser. ``optimizer.graph_adam`` once attached (:meth:`attach`).
+
+    Inside a graph nothing may change per call but tensor values (any Python number read there is baked in and
+    guarded): the parameter list and the hyperparameters are read here once, and the learning rate is a tensor,
+    which :func:`set_learning_rate` keeps equal to the optimiser's.
+    """
+
+    def __init__(self, optimizer: th.optim.Adam):
+        (group,) = optimizer.param_groups
+        self.optimizer = optimizer
+        self.params: list[th.Tensor] = list(group["params"])
+        self.lr = th.tensor(float(group["lr"]), device=self.params[0].device)
+        self.hyperparameters = dict(
+            beta1=group["betas"][0], beta2=group["betas"][1], weight_decay=group["weight_decay"], eps=group["eps"],
+            decoupled_weight_decay=group.get("decoupled_weight_decay", isinstance(optimizer, th.optim.AdamW)),
+        )  # fmt: skip
+        for param in self.params:  # Adam's state as its first step creates it, so the graph always finds one
+            if not optimizer.state[param]:
+                optimizer.state[param].update(
+                    step=th.zeros((), dtype=th.float32, device=param.device),
+                    exp_avg=th.zeros_like(param, memory_format=th.preserve_format),
+                    exp_avg_sq=th.zeros_like(param, memory_format=th.preserve_format),
+                )
+
+    @staticmethod
+    def attach(optimizer: th.optim.Optimizer) -> None:
+        """Give ``optimizer`` its graph step, or refuse an optimiser it cannot stand for, with the reason."""
+        groups = optimizer.param_groups
+        if not isinstance(optimizer, th.optim.Adam) or len(groups) != 1 or groups[0]["amsgrad"] or groups[0]["maximize"]:
+            raise ValueError(
+                f"A compiled update (compile_mode) steps Adam and AdamW optimisers with one parameter group and without "
+                f"amsgrad or maximize, got {optimizer!r}: use compile_mode=None with other optimisers"
+            )
+        optimizer.graph_adam = GraphAdam(optimizer)  # type: ignore[attr-defined]
+
+    def step(self, grads: tuple[th.Tensor, ...], ok: th.Tensor) -> None:
+        """One Adam step with ``grads``; where ``ok`` is false (a NaN or inf loss) everything is put back as it was."""
+        with th.no_grad():
+            states = [self.optimizer.state[param] for param in self.params]
+            tensors = [self.params, *([state[key] for state in states] for key in ("exp_avg", "exp_avg_sq", "step"))]
+            before = [[tensor.clone() for tensor in kind] for kind in tensors]
+            adam(
+                self.params, list(grads), tensors[1], tensors[2], [], tensors[3], foreach=False,
+                capturable=th.compiler.is_compiling(),  # no host reads in a graph; eager (the tests) reads the step
+                amsgrad=False, maximize=False, lr=self.lr, **self.hyperparameters,
+            )  # fmt: skip
+            for kind, saved in zip(tensors, before, strict=True):
+                for tensor, old in zip(kind, saved, strict=True):
+                    tensor.copy_(th.where(ok, tensor, old))
 
 
 def check_finite_losses(logged: dict[str, float], n_updates: int) -> None:

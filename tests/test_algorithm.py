@@ -109,7 +109,7 @@ def test_otf_action_is_the_candidate_with_the_highest_q(tiny_kwargs, determinist
     model = EXPO("MlpPolicy", "Pendulum-v1", **tiny_kwargs)
     policy = model.policy
     candidates = th.tensor([[[0.9], [-0.5], [0.1], [0.35], [-0.9]], [[0.0], [0.5], [0.3], [0.2], [0.45]]])
-    monkeypatch.setattr(policy, "propose_candidates", lambda obs, base, deterministic=False: candidates)
+    monkeypatch.setattr(policy, "_propose_eager", lambda obs, base, deterministic, noise: candidates)  # the OTF action's
     policy.critic_target = DistanceCritic(th.tensor([0.3]), policy.n_critics)
     actions = policy._predict(th.zeros(2, 3), deterministic=deterministic)
     th.testing.assert_close(actions, th.tensor([[0.35], [0.3]]))

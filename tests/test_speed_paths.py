@@ -97,23 +97,3 @@ def test_mixed_precision_is_saved_with_the_model(tiny_kwargs, tmp_path):
     model.save(tmp_path / "model.zip")
     loaded = EXPO.load(tmp_path / "model.zip")
     assert loaded.mixed_precision and loaded.base_ema.mixed_precision
-
-
-@pytest.mark.slow
-def test_compiled_training_equals_eager(tiny_kwargs):
-    """Same seed, same data: the compiled sampler, TD target and critic loss give the eager parameters."""
-
-    def train(compile_mode):
-        model = EXPO("MlpPolicy", "Pendulum-v1", **tiny_kwargs, compile_mode=compile_mode, seed=0)
-        fill_buffer(model, 200)
-        model.set_logger(configure(None, []))
-        th.manual_seed(1)
-        model.train(gradient_steps=4, batch_size=16)
-        action = model.policy.predict(np.zeros(3, dtype=np.float32), deterministic=True)[0]
-        return model.policy.state_dict(), action
-
-    eager, eager_action = train(None)
-    compiled, compiled_action = train("default")
-    for name, value in eager.items():
-        assert th.allclose(value, compiled[name], atol=1e-5), name
-    assert np.allclose(eager_action, compiled_action, atol=1e-5)

@@ -1,0 +1,103 @@
+"""The compiled update (``compile_mode``): one graph per critic step, per policy step and for the OTF action.
+
+A compiled update must give the eager numbers (up to floating-point reassociation), never recompile once warm,
+keep the NaN guard, and share its optimiser state with the eager path (so ``save``/``load`` and switching
+between the two see one optimiser).
+"""
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch as th
+from stable_baselines3.common.logger import configure
+from test_speed_paths import fill_buffer
+
+from sb3_expo import EXPO
+from sb3_expo.update import GraphAdam
+
+
+@pytest.mark.parametrize(
+    ("optimizer_class", "weight_decay"), [(th.optim.Adam, 0.0), (th.optim.Adam, 0.01), (th.optim.AdamW, 1e-4)]
+)
+def test_graph_adam_takes_the_optimizers_own_step(optimizer_class, weight_decay):
+    th.manual_seed(0)
+    params = [th.nn.Parameter(th.randn(3, 4)), th.nn.Parameter(th.randn(4))]
+    twins = [th.nn.Parameter(p.detach().clone()) for p in params]
+    reference = optimizer_class(params, lr=1e-2, weight_decay=weight_decay, fused=True)
+    graph_optimizer = optimizer_class(twins, lr=1e-2, weight_decay=weight_decay, fused=True)
+    GraphAdam.attach(graph_optimizer)
+    for _ in range(3):
+        grads = [th.randn_like(p) for p in params]
+        for param, grad in zip(params, grads, strict=True):
+            param.grad = grad.clone()
+        reference.step()
+        graph_optimizer.graph_adam.step(tuple(grads), th.tensor(True))
+    for param, twin in zip(params, twins, strict=True):
+        th.testing.assert_close(twin, param, rtol=1e-6, atol=1e-7)
+        for key in ("exp_avg", "exp_avg_sq", "step"):
+            th.testing.assert_close(graph_optimizer.state[twin][key], reference.state[param][key], rtol=1e-6, atol=1e-7)
+    # The learning rate is read from the tensor that set_learning_rate keeps in step.
+    assert graph_optimizer.graph_adam.lr.item() == pytest.approx(1e-2)
+
+
+def test_graph_adam_leaves_everything_as_it_was_when_the_loss_is_not_finite():
+    param = th.nn.Parameter(th.randn(5))
+    optimizer = th.optim.Adam([param], lr=0.1, fused=True)
+    GraphAdam.attach(optimizer)
+    optimizer.graph_adam.step((th.randn(5),), th.tensor(True))
+    before = [param.detach().clone(), *(optimizer.state[param][key].clone() for key in ("exp_avg", "exp_avg_sq", "step"))]
+    optimizer.graph_adam.step((th.full((5,), float("nan")),), th.tensor(False))
+    after = [param, *(optimizer.state[param][key] for key in ("exp_avg", "exp_avg_sq", "step"))]
+    for old, new in zip(before, after, strict=True):
+        th.testing.assert_close(new.detach(), old, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("optimizer", [{"optimizer_class": th.optim.SGD}, {"optimizer_kwargs": {"amsgrad": True}}])
+def test_compiled_update_refuses_optimisers_it_cannot_step(tiny_kwargs, optimizer):
+    tiny_kwargs["policy_kwargs"].update(optimizer)
+    with pytest.raises(ValueError, match="compile_mode=None"):
+        EXPO("MlpPolicy", "Pendulum-v1", **tiny_kwargs, compile_mode="default")
+
+
+def train_and_act(tiny_kwargs, compile_mode, tmp_path=None):
+    model = EXPO("MlpPolicy", "Pendulum-v1", **tiny_kwargs, compile_mode=compile_mode, policy_lr_decay_steps=50, seed=0)
+    fill_buffer(model, 200)
+    model.set_logger(configure(None, []))
+    th.manual_seed(1)
+    model.train(gradient_steps=2, batch_size=16)  # compiles here (the first call of each graph)
+    with th._dynamo.config.patch(error_on_recompile=True):  # the learning rates decay: new values, same graphs
+        for _ in range(3):
+            model.train(gradient_steps=2, batch_size=16)
+        action = model.predict(np.zeros(3, dtype=np.float32), deterministic=True)[0]
+        model.predict(np.ones(3, dtype=np.float32), deterministic=True)
+    optimizer_states = {
+        name: getattr(model, name).optimizer.state_dict()["state"] for name in ("critic", "base", "edit_actor")
+    }
+    return model, model.policy.state_dict(), optimizer_states, action
+
+
+def test_compiled_update_equals_eager_without_recompiling(tiny_kwargs, tmp_path):
+    """Same seed, same data: critic steps, policy steps (random draws included) and the action agree with eager."""
+    _, eager, eager_states, eager_action = train_and_act(tiny_kwargs, None)
+    model, compiled, compiled_states, compiled_action = train_and_act(tiny_kwargs, "default")
+    for name, value in eager.items():
+        th.testing.assert_close(compiled[name], value, rtol=1e-4, atol=1e-5, msg=name)
+    for network, states in eager_states.items():
+        for index, state in states.items():
+            for key, value in state.items():
+                th.testing.assert_close(compiled_states[network][index][key], value, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(compiled_action, eager_action, atol=1e-5)
+    assert model.base.optimizer.graph_adam.lr.item() == pytest.approx(model.base.optimizer.param_groups[0]["lr"])
+
+    # The compiled steps are rebuilt on load, and a NaN batch is still skipped inside the graph.
+    model.save(tmp_path / "compiled.zip")
+    loaded = EXPO.load(tmp_path / "compiled.zip", env=gym.make("Pendulum-v1"))
+    assert loaded.compile_mode == "default"
+    fill_buffer(loaded, 50)
+    loaded.set_logger(configure(None, []))
+    loaded.replay_buffer.rewards[:] = np.nan
+    critics = {name: value.clone() for name, value in loaded.critic.state_dict().items()}
+    with pytest.raises(FloatingPointError, match="critic_loss became nan"):
+        loaded.train(gradient_steps=2, batch_size=16)
+    for name, value in loaded.critic.state_dict().items():
+        th.testing.assert_close(value, critics[name], rtol=0, atol=0)
