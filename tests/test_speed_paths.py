@@ -6,9 +6,7 @@ drawn for many TD-target batches at once, ``torch.compile`` and bf16 autocast.
 """
 
 import numpy as np
-import pytest
 import torch as th
-from stable_baselines3.common.logger import configure
 
 from sb3_expo import EXPO
 from sb3_expo.backend import configured
