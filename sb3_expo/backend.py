@@ -181,6 +181,20 @@ class SamplerBinding:
         return in_row_chunks(self.eager if self.compiled is None else self.compiled, obs, noise)
 
 
+def auto_compile_mode(device: th.device | str, sampler_layer_macs: int) -> str | None:
+    """
+    What ``compile_mode="auto"`` chooses, as measured (benchmarks/README.md, "Compiled updates"): ``"default"`` on a
+    CPU when the sampler's largest layer is below :data:`ONEDNN_MIN_MACS`, where an update is bound by per-operation
+    overhead and its compiled graphs run it 2.6-3x faster; eager otherwise. Larger CPU layers run fastest through
+    oneDNN, which a compiled graph cannot call (a tie at the PointMaze demo's size, 0.6x at the paper's), and no GPU
+    has measured the compiled graphs yet (``benchmarks/gpu.sh`` does).
+
+    :param device: where the model runs
+    :param sampler_layer_macs: multiply-adds of the sampler's widest layer on one TD-target pass
+    """
+    return "default" if th.device(device).type == "cpu" and sampler_layer_macs < ONEDNN_MIN_MACS else None
+
+
 def compile_graph(step: Callable[..., Any], mode: str, device: th.device) -> Callable[..., Any]:
     """
     ``step`` as one ``torch.compile`` graph: an update step of EXPO (losses, ``torch.autograd.grad``, the optimiser
@@ -202,9 +216,17 @@ def compile_graph(step: Callable[..., Any], mode: str, device: th.device) -> Cal
 
     options = {**list_mode_options(mode), "fallback_random": True, "cpp_wrapper": th.device(device).type == "cpu"}
     compiled = th.compile(step, fullgraph=True, dynamic=False, options=options)
+    if options.get("triton.cudagraphs"):  # CUDA graphs reuse their output memory at the next replay: keep copies
+        replay = compiled
+        compiled = lambda *args, **kwargs: th.utils._pytree.tree_map(th.clone, replay(*args, **kwargs))  # noqa: E731
 
     def compiled_step(*args: Any, **kwargs: Any) -> Any:
-        with th._dynamo.config.patch(trace_autograd_ops=True):  # trace torch.autograd.grad into the graph
+        # Trace torch.autograd.grad into the graph (set and restored by hand: config.patch costs 11 µs a call).
+        config, previous = th._dynamo.config, th._dynamo.config.trace_autograd_ops
+        config.trace_autograd_ops = True
+        try:
             return compiled(*args, **kwargs)
+        finally:
+            config.trace_autograd_ops = previous
 
     return compiled_step

@@ -15,7 +15,7 @@ from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, ReplayBufferSamples, Schedule
 from stable_baselines3.common.utils import polyak_update
 
-from sb3_expo.backend import compile_graph
+from sb3_expo.backend import auto_compile_mode, compile_graph
 from sb3_expo.checks import check_image_observations
 from sb3_expo.critics import random_subsets
 from sb3_expo.data import OfflineSource, OfflineTransitions, RewardTransform
@@ -111,8 +111,8 @@ class EXPO(Safeguards, OfflineToOnline, OffPolicyAlgorithm):
     :param policy_lr_decay_steps: base and edit-actor learning rates decay to 0 over this many updates (``None``: never)
     :param ent_coef: temperature α of the edit actor: "auto" (learned from 1), "auto_0.1" (from 0.1) or a float
     :param target_entropy: target entropy of the edit ``β·u``; "auto" is ``-d/2 + d·log β`` (docs/algorithm.md)
-    :param compile_mode: ``None`` (eager) or a ``torch.compile`` mode: each critic step and each policy step becomes
-        one graph (losses, gradients, Adam steps, Polyak), the samplers another (Adam / AdamW optimisers only)
+    :param compile_mode: ``"auto"`` (compiled where measured faster: small networks on a CPU), ``None`` (eager) or a
+        ``torch.compile`` mode: each critic step, each policy step and the OTF action become one graph (Adam / AdamW)
     :param mixed_precision: sample candidates with the denoiser in bfloat16 autocast (GPUs, CPUs with AMX / AVX-512 BF16)
     :param stats_window_size: window size of the rollout logging (episodes)
     :param tensorboard_log: the log location for TensorBoard (if None, no logging)
@@ -165,7 +165,7 @@ class EXPO(Safeguards, OfflineToOnline, OffPolicyAlgorithm):
         policy_lr_decay_steps: int | None = 3_000_000,
         ent_coef: str | float = "auto",
         target_entropy: str | float = "auto",
-        compile_mode: str | None = None,
+        compile_mode: str | None = "auto",
         mixed_precision: bool = False,
         stats_window_size: int = 100,
         tensorboard_log: str | None = None,
@@ -193,6 +193,7 @@ class EXPO(Safeguards, OfflineToOnline, OffPolicyAlgorithm):
         self.ent_coef = ent_coef
         self.target_entropy = target_entropy
         self.compile_mode = compile_mode
+        self.resolved_compile_mode: str | None = None  # compile_mode with "auto" decided, at set-up
         self.policy_kwargs = merge_policy_options(
             self.policy_kwargs, n_critics=n_critics, critic_subset_size=critic_subset_size, n_base_samples=n_base_samples,
             n_edit_samples=n_edit_samples, edit_scale=edit_scale, diffusion_steps=diffusion_steps,
@@ -257,15 +258,30 @@ class EXPO(Safeguards, OfflineToOnline, OffPolicyAlgorithm):
         """
         self._run_critic_step, self._run_policy_step = self._critic_step, self._policy_step
         self._run_base_step = self._base_step
-        if self.compile_mode is None:
-            return
         optimizers = [self.critic.optimizer, self.base.optimizer, self.edit_actor.optimizer, self.ent_coef_optimizer]
-        for optimizer in filter(None, optimizers):
+        optimizers = [optimizer for optimizer in optimizers if optimizer is not None]
+        self.resolved_compile_mode = self._choose_compile_mode(optimizers)
+        if self.resolved_compile_mode is None:
+            return
+        for optimizer in optimizers:
             GraphAdam.attach(optimizer)
-        self.policy.compile_graphs(self.compile_mode)
-        self._run_critic_step = compile_graph(self._critic_step, self.compile_mode, self.device)
-        self._run_policy_step = compile_graph(self._policy_step, self.compile_mode, self.device)
-        self._run_base_step = compile_graph(self._base_step, self.compile_mode, self.device)
+        mode = self.resolved_compile_mode
+        self.policy.compile_graphs(mode)
+        self._run_critic_step = compile_graph(self._critic_step, mode, self.device)
+        self._run_policy_step = compile_graph(self._policy_step, mode, self.device)
+        self._run_base_step = compile_graph(self._base_step, mode, self.device)
+
+    def _choose_compile_mode(self, optimizers: list[th.optim.Optimizer]) -> str | None:
+        """``compile_mode``, or for ``"auto"`` the measured choice of :func:`sb3_expo.backend.auto_compile_mode`."""
+        if th._dynamo.config.disable:  # TORCH_COMPILE_DISABLE=1: torch.compile is off, EXPO runs eager
+            return None
+        if self.compile_mode != "auto":
+            return self.compile_mode
+        if not all(GraphAdam.supports(optimizer) for optimizer in optimizers):
+            return None
+        sampler_rows = self.batch_size * self.policy_delay * self.n_base_samples  # one TD-target pass
+        width = self.policy.denoiser_width
+        return auto_compile_mode(self.device, sampler_rows * width * 4 * width)
 
     # ---------------------------------------------------------------------------- training (docs/algorithm.md)
 
@@ -417,7 +433,7 @@ class EXPO(Safeguards, OfflineToOnline, OffPolicyAlgorithm):
 
     def _excluded_save_params(self) -> list[str]:
         excluded = [*super()._excluded_save_params(), "base", "base_ema", "edit_actor", "critic", "critic_target"]
-        excluded += ["_offline_transitions", "_run_critic_step", "_run_policy_step", "_run_base_step"]  # rebuilt on load
+        excluded += ["_offline_transitions", "resolved_compile_mode", "_run_critic_step", "_run_policy_step", "_run_base_step"]
         if isinstance(self.offline_dataset, OfflineTransitions):
             excluded.append("offline_dataset")
         return excluded

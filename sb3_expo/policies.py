@@ -391,6 +391,8 @@ class ExpoPolicy(BasePolicy):
 
     def set_training_mode(self, mode: bool) -> None:
         """Dropout on or off in the trained networks; the EMA base and the target critics stay in eval mode."""
+        if mode == self.training == self.base.training == self.edit_actor.training == self.critic.training:
+            return  # already so (nn.Module.train walks every submodule: 60 µs for a tiny policy, per train() call)
         self.base.train(mode)
         self.edit_actor.train(mode)
         self.critic.train(mode)

@@ -104,9 +104,10 @@ class TrainMetrics:
 
     def read(self, **scalars: th.Tensor) -> dict[str, float]:
         """The mean of every metric over the block, and ``scalars`` as they are, as Python floats."""
-        means = [th.stack(values).mean() for values in self.values.values()]
-        values = th.stack([*means, *(value.reshape(()) for value in scalars.values())]).cpu().tolist()
-        return dict(zip([*self.values, *scalars], values, strict=True))
+        every_value = [value.reshape(()) for values in self.values.values() for value in values]
+        numbers = iter(th.stack([*every_value, *(value.reshape(()) for value in scalars.values())]).cpu().tolist())
+        means = {name: sum(next(numbers) for _ in values) / len(values) for name, values in self.values.items()}
+        return {**means, **{name: next(numbers) for name in scalars}}
 
 
 def guarded_step(optimizer: th.optim.Optimizer, loss: th.Tensor, name: str, n_updates: int) -> None:
@@ -173,10 +174,17 @@ class GraphAdam:
                 )
 
     @staticmethod
+    def supports(optimizer: th.optim.Optimizer) -> bool:
+        """Whether a graph step can stand for ``optimizer``: Adam or AdamW, one parameter group, no amsgrad / maximize."""
+        groups = optimizer.param_groups
+        return (
+            isinstance(optimizer, th.optim.Adam) and len(groups) == 1 and not (groups[0]["amsgrad"] or groups[0]["maximize"])
+        )
+
+    @staticmethod
     def attach(optimizer: th.optim.Optimizer) -> None:
         """Give ``optimizer`` its graph step, or refuse an optimiser it cannot stand for, with the reason."""
-        groups = optimizer.param_groups
-        if not isinstance(optimizer, th.optim.Adam) or len(groups) != 1 or groups[0]["amsgrad"] or groups[0]["maximize"]:
+        if not GraphAdam.supports(optimizer):
             raise ValueError(
                 f"A compiled update (compile_mode) steps Adam and AdamW optimisers with one parameter group and without "
                 f"amsgrad or maximize, got {optimizer!r}: use compile_mode=None with other optimisers"

@@ -1,10 +1,14 @@
 import os
 
+# Tests never touch the network and run single-threaded (two shared cores: two threads are often 10x slower).
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# No torch.compile (here and in the tests' subprocesses): compile_mode="auto" would compile every small model, at
+# seconds per model. The compiled graphs are tested in tests/test_compiled.py, which switches compiling back on.
+os.environ.setdefault("TORCH_COMPILE_DISABLE", "1")
+
 import pytest
 import torch as th
 
-# Tests never touch the network and run single-threaded (two shared cores: two threads are often 10x slower).
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
 th.set_num_threads(1)
 
 # Tiny networks: every test runs the real algorithm, just small.
@@ -20,7 +24,15 @@ TINY = dict(
     diffusion_steps=4,
     policy_kwargs=TINY_POLICY_KWARGS,
     device="cpu",
+    compile_mode=None,  # eager: compiling costs seconds per model (tests/test_compiled.py covers the graphs)
 )
+
+
+@pytest.fixture
+def compiling():
+    """torch.compile on again inside a test that tests compiled graphs (see TORCH_COMPILE_DISABLE above)."""
+    with th._dynamo.config.patch(disable=False):
+        yield
 
 
 @pytest.fixture

@@ -13,7 +13,9 @@ from stable_baselines3.common.logger import configure
 from test_speed_paths import fill_buffer
 
 from sb3_expo import EXPO
-from sb3_expo.update import GraphAdam
+from sb3_expo.update import GraphAdam, TrainMetrics
+
+pytestmark = pytest.mark.usefixtures("compiling")
 
 
 @pytest.mark.parametrize(
@@ -56,11 +58,13 @@ def test_graph_adam_leaves_everything_as_it_was_when_the_loss_is_not_finite():
 def test_compiled_update_refuses_optimisers_it_cannot_step(tiny_kwargs, optimizer):
     tiny_kwargs["policy_kwargs"].update(optimizer)
     with pytest.raises(ValueError, match="compile_mode=None"):
-        EXPO("MlpPolicy", "Pendulum-v1", **tiny_kwargs, compile_mode="default")
+        EXPO("MlpPolicy", "Pendulum-v1", **{**tiny_kwargs, "compile_mode": "default"})
 
 
 def train_and_act(tiny_kwargs, compile_mode, tmp_path=None):
-    model = EXPO("MlpPolicy", "Pendulum-v1", **tiny_kwargs, compile_mode=compile_mode, policy_lr_decay_steps=50, seed=0)
+    tiny_kwargs = {**tiny_kwargs, "compile_mode": compile_mode}
+    model = EXPO("MlpPolicy", "Pendulum-v1", **tiny_kwargs, policy_lr_decay_steps=50, seed=0)
+    graphs_before = th._dynamo.utils.counters["stats"]["unique_graphs"]
     fill_buffer(model, 200)
     model.set_logger(configure(None, []))
     th.manual_seed(1)
@@ -70,6 +74,8 @@ def train_and_act(tiny_kwargs, compile_mode, tmp_path=None):
             model.train(gradient_steps=2, batch_size=16)
         action = model.predict(np.zeros(3, dtype=np.float32), deterministic=True)[0]
         model.predict(np.ones(3, dtype=np.float32), deterministic=True)
+    # Compiled: the TD-target candidates, a critic step, a policy step and the (deterministic) action were captured.
+    assert th._dynamo.utils.counters["stats"]["unique_graphs"] - graphs_before == (0 if compile_mode is None else 4)
     optimizer_states = {
         name: getattr(model, name).optimizer.state_dict()["state"] for name in ("critic", "base", "edit_actor")
     }
@@ -101,3 +107,28 @@ def test_compiled_update_equals_eager_without_recompiling(tiny_kwargs, tmp_path)
         loaded.train(gradient_steps=2, batch_size=16)
     for name, value in loaded.critic.state_dict().items():
         th.testing.assert_close(value, critics[name], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        ({}, "default"),  # tiny networks on a CPU: bound by per-op overhead, where the graphs win
+        ({"policy_kwargs": dict(net_arch=[64, 64], denoiser_width=64, denoiser_blocks=2), "batch_size": 128}, None),
+        ({"policy_kwargs": dict(net_arch=[16, 16], denoiser_width=16, optimizer_class=th.optim.RMSprop)}, None),
+        ({"compile_mode": None}, None),
+        ({"compile_mode": "max-autotune"}, "max-autotune"),
+    ],
+)
+def test_auto_compiles_where_it_was_measured_faster(tiny_kwargs, overrides, expected):
+    model = EXPO("MlpPolicy", "Pendulum-v1", **{**tiny_kwargs, "compile_mode": "auto", **overrides})
+    assert model.resolved_compile_mode == expected
+    assert (model._run_critic_step == model._critic_step) == (expected is None)
+
+
+def test_train_metrics_are_read_with_one_host_copy():
+    metrics = TrainMetrics()
+    metrics.add({"critic_loss": th.tensor(1.0), "q_mean": th.tensor(4.0)})
+    metrics.add({"critic_loss": th.tensor(3.0), "q_mean": th.tensor(2.0)})
+    metrics.add({"base_loss": th.tensor(0.5)})
+    read = metrics.read(ent_coef=th.tensor([0.25]))
+    assert read == {"critic_loss": 2.0, "q_mean": 3.0, "base_loss": 0.5, "ent_coef": 0.25}

@@ -48,7 +48,7 @@ def test_compiled_training_on_cuda_equals_eager(tiny_kwargs, compile_mode):
     """``reduce-overhead`` replays the sampler, TD target and critic step as CUDA graphs: same parameters."""
 
     def train(mode):
-        model = EXPO("MlpPolicy", "Pendulum-v1", **{**tiny_kwargs, "device": "cuda"}, compile_mode=mode, seed=0)
+        model = EXPO("MlpPolicy", "Pendulum-v1", **{**tiny_kwargs, "device": "cuda", "compile_mode": mode}, seed=0)
         fill_buffer(model, 200)
         model.set_logger(configure(None, []))
         th.manual_seed(1)

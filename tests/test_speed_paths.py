@@ -6,6 +6,7 @@ drawn for many TD-target batches at once, ``torch.compile`` and bf16 autocast.
 """
 
 import numpy as np
+import pytest
 import torch as th
 
 from sb3_expo import EXPO
@@ -46,6 +47,7 @@ def test_cpu_chunks_give_the_actions_of_one_pass():
     assert th.allclose(one_pass, policy.denoise_plain(obs, noise), atol=1e-5)
 
 
+@pytest.mark.usefixtures("compiling")
 def test_compiled_sampler_gives_the_plain_samplers_actions():
     """The compile binding: dynamo captures the whole sampler (backend="eager" skips inductor's code generation)."""
     th.manual_seed(0)
