@@ -9,6 +9,7 @@ On synthetic offline data and Pendulum-v1, one CPU thread: imitation (20 steps),
 candidate stretches cross train() calls), then one deterministic action.
 """
 
+import argparse
 import hashlib
 
 import numpy as np
@@ -30,6 +31,9 @@ def digest(model: EXPO) -> str:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--compile-mode", default=None, help='EXPO\'s compile_mode (default: None, eager; the hashes above)')
+    compile_mode = parser.parse_args().compile_mode
     th.set_num_threads(1)
     rng = np.random.default_rng(0)
     n = 500
@@ -41,6 +45,7 @@ def main() -> None:
         "MlpPolicy", "Pendulum-v1", offline_dataset=data, seed=3, learning_starts=30, batch_size=16, gradient_steps=3,
         policy_delay=2, n_critics=3, critic_subset_size=2, n_base_samples=3, n_edit_samples=2, diffusion_steps=4,
         reward_shift=-0.5, policy_kwargs=dict(net_arch=[16, 16], denoiser_width=16, denoiser_blocks=1),
+        compile_mode=compile_mode,
     )  # fmt: skip
     model.pretrain(20)
     print("pretrain", digest(model))
