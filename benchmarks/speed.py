@@ -49,6 +49,8 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "paper": dict(net_arch=[256, 256, 256], n_critics=10, n=8, k=8, t=10, batch_size=256, utd=20, width=256, blocks=3),
     # The issue's tiny CPU configuration: hidden 32, 3 critics, N=K=4, T=10, batch 32, a 1-block width-32 denoiser, UTD 2.
     "tiny": dict(net_arch=[32, 32], n_critics=3, n=4, k=4, t=10, batch_size=32, utd=2, width=32, blocks=1),
+    # The PointMaze demo (examples/offline_to_online_pointmaze.py) and the learning suite's PointMaze / FetchPush.
+    "demo": dict(net_arch=[64, 64], n_critics=5, n=4, k=4, t=10, batch_size=128, utd=2, width=64, blocks=2),
 }
 OBS_DIM, ACTION_DIM = 29, 8
 
@@ -138,6 +140,7 @@ def make_expo(config: dict, device: str, **overrides: Any) -> EXPO:
         policy_kwargs=policy_kwargs(config),
         device=device,
         seed=0,
+        compile_mode=None,  # eager unless a measurement asks for the compiled graphs
     )
     model = EXPO("MlpPolicy", SyntheticEnv(), **{**kwargs, **overrides})
     model.set_logger(configure(None, []))
@@ -152,7 +155,7 @@ def make_sac(config: dict, device: str) -> SAC:
         batch_size=config["batch_size"],
         gradient_steps=config["utd"],
         buffer_size=20_000,
-        policy_kwargs=dict(net_arch=config["net_arch"]),
+        policy_kwargs=dict(net_arch=config["net_arch"], n_critics=config["n_critics"]),  # EXPO's critic ensemble
         device=device,
         seed=0,
     )
@@ -226,20 +229,17 @@ def timed_methods(targets: list[tuple[Any, str, str]], totals: dict[str, float],
             setattr(owner, method, original)
 
 
-def measure_training(config: dict, device: str, env_steps: int) -> dict[str, Any]:
+def measure_training(config: dict, device: str, env_steps: int, compile_mode: str | None = None) -> dict[str, Any]:
     """``learn()`` on the synthetic env after a filled buffer: env steps/s and where the time goes."""
-    model = make_expo(config, device)
+    model = make_expo(config, device, compile_mode=compile_mode)
     fill(model, 5_000)
-    model.learn(2, reset_num_timesteps=False)  # warm-up: allocator, first calls
+    model.learn(2, reset_num_timesteps=False)  # warm-up: allocator, first calls (compilation)
     totals: dict[str, float] = {}
     env = model.get_env()
-    targets = [
+    targets = [  # the steps as train() calls them (eager methods or compiled graphs)
         (model, "_target_candidates", "target sampling (OTF candidates at s')"),
-        (model, "_td_target", "target scoring + TD target"),
-        (model, "_critic_step", "critic steps (TD target included)"),
-        (model, "_base_step", "base updates (+ EMA)"),
-        (model, "_edit_actor_step", "edit-actor updates"),
-        (model, "_temperature_step", "temperature updates"),
+        (model, "_run_critic_step", "critic steps (target scoring, TD target, loss, Adam, Polyak)"),
+        (model, "_run_policy_step", "policy updates (base + EMA, edit actor, temperature)"),
         (env, "step", "env stepping"),
         (model, "_sample_action", "acting (OTF action)"),
     ]
@@ -392,7 +392,7 @@ def measure_optimisations(config: dict, device: str, repeats: int, compile_mode:
     )
 
     # Whole train() calls with one piece switched back to its plain version.
-    original_critic_step = model._critic_step
+    original_critic_step = model._run_critic_step
 
     def train_with_sync_per_step() -> None:
         def critic_step_with_sync(*args: Any) -> dict[str, th.Tensor]:
@@ -400,9 +400,9 @@ def measure_optimisations(config: dict, device: str, repeats: int, compile_mode:
             metrics["critic_loss"].item()  # what logging each loss as it comes would do
             return metrics
 
-        model._critic_step = critic_step_with_sync  # type: ignore[method-assign]
+        model._run_critic_step = critic_step_with_sync
         train()
-        del model._critic_step
+        model._run_critic_step = original_critic_step
 
     compare("metrics: one host read per train() (vs .item() per critic step)", train_with_sync_per_step, train)
 
@@ -433,10 +433,16 @@ def measure_optimisations(config: dict, device: str, repeats: int, compile_mode:
         compiled = make_expo(config, device, compile_mode=compile_mode)
         fill(compiled, 10_000)
         start = time.perf_counter()
-        compiled.train(utd, batch)  # compiles the sampler, the TD target and the critic loss + backward
+        compiled.train(utd, batch)  # compiles the candidates, the critic step and the policy step graphs
         synchronize(dev)
-        print(f"compile time of the train() paths ({compile_mode}): {time.perf_counter() - start:.1f} s", flush=True)
-        compare(f"torch.compile (compile_mode={compile_mode!r}) of train()", train, lambda: compiled.train(utd, batch))
+        print(f"compile time of the train() graphs ({compile_mode}): {time.perf_counter() - start:.1f} s", flush=True)
+        compare(f"compiled graphs (compile_mode={compile_mode!r}), train()", train, lambda: compiled.train(utd, batch))
+        observation = np.zeros(OBS_DIM, dtype=np.float32)
+        compare(
+            f"compiled graphs (compile_mode={compile_mode!r}), predict()",
+            lambda: model.predict(observation),
+            lambda: compiled.predict(observation),
+        )
     if dev.type == "cuda" or th.backends.mkldnn.is_available():  # CPUs: oneDNN's bf16 kernels
         bf16 = make_expo(config, device, mixed_precision=True)
         fill(bf16, 10_000)
@@ -445,6 +451,17 @@ def measure_optimisations(config: dict, device: str, repeats: int, compile_mode:
 
 
 # ------------------------------------------------------------------------------------------------ report
+
+
+def print_training(training: dict[str, Any], compile_mode: str | None) -> None:
+    wall, totals, env_steps = training["wall"], training["totals"], training["env_steps"]
+    print(f"| full training, {env_steps} env steps, compile_mode={compile_mode!r} | seconds | share |")
+    print("|---|---|---|")
+    print(f"| total | {wall:.2f} | 100% |")
+    for name, seconds in totals.items():
+        print(f"| {name} | {seconds:.2f} | {seconds / wall:.0%} |")
+    print(f"| env steps/s | {env_steps / wall:.2f} | |")
+    print(f"| {training['peak_label']} | {training['peak_mib']:.0f} MiB | |\n")
 
 
 def main() -> None:
@@ -496,15 +513,8 @@ def main() -> None:
         f"{model_flops / sampler_s / 1e9:.0f} GFLOP/s | | |\n"
     )
 
-    training = measure_training(config, args.device, env_steps)
-    wall, totals = training["wall"], training["totals"]
-    print(f"| full training, {env_steps} env steps | seconds | share |")
-    print("|---|---|---|")
-    print(f"| total | {wall:.2f} | 100% |")
-    for name, seconds in totals.items():
-        print(f"| {name} | {seconds:.2f} | {seconds / wall:.0%} |")
-    print(f"| env steps/s | {env_steps / wall:.2f} | |")
-    print(f"| {training['peak_label']} | {training['peak_mib']:.0f} MiB | |\n")
+    for compile_mode in [None] if args.no_compile else [None, args.compile_mode]:
+        print_training(measure_training(config, args.device, env_steps, compile_mode), compile_mode)
 
     rows = measure_optimisations(config, args.device, repeats, None if args.no_compile else args.compile_mode)
     print("| optimisation | plain | ours | speed-up |")
