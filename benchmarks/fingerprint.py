@@ -32,7 +32,7 @@ def digest(model: EXPO) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--compile-mode", default=None, help='EXPO\'s compile_mode (default: None, eager; the hashes above)')
+    parser.add_argument("--compile-mode", default=None, help="EXPO's compile_mode (default: None, eager; the hashes above)")
     compile_mode = parser.parse_args().compile_mode
     th.set_num_threads(1)
     rng = np.random.default_rng(0)

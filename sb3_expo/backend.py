@@ -28,7 +28,9 @@ tests and benchmarks use to compare a fast path with its plain version.
 
 import contextlib
 import dataclasses
+import os
 import platform
+import shutil
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -189,10 +191,19 @@ def auto_compile_mode(device: th.device | str, sampler_layer_macs: int) -> str |
     oneDNN, which a compiled graph cannot call (a tie at the PointMaze demo's size, 0.6x at the paper's), and no GPU
     has measured the compiled graphs yet (``benchmarks/gpu.sh`` does).
 
+    Without a C++ compiler (inductor builds its CPU kernels with one) it stays eager.
+
     :param device: where the model runs
     :param sampler_layer_macs: multiply-adds of the sampler's widest layer on one TD-target pass
     """
-    return "default" if th.device(device).type == "cpu" and sampler_layer_macs < ONEDNN_MIN_MACS else None
+    small = sampler_layer_macs < ONEDNN_MIN_MACS
+    return "default" if th.device(device).type == "cpu" and small and cpp_compiler_available() else None
+
+
+def cpp_compiler_available() -> bool:
+    """Whether inductor can build CPU kernels here: a C++ compiler (``$CXX``, g++, c++ or clang++) on a POSIX system."""
+    compilers = [os.environ.get("CXX", ""), "g++", "c++", "clang++"]
+    return os.name == "posix" and any(shutil.which(compiler) for compiler in compilers if compiler)
 
 
 def compile_graph(step: Callable[..., Any], mode: str, device: th.device) -> Callable[..., Any]:

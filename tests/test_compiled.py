@@ -132,3 +132,9 @@ def test_train_metrics_are_read_with_one_host_copy():
     metrics.add({"base_loss": th.tensor(0.5)})
     read = metrics.read(ent_coef=th.tensor([0.25]))
     assert read == {"critic_loss": 2.0, "q_mean": 3.0, "base_loss": 0.5, "ent_coef": 0.25}
+
+
+def test_auto_stays_eager_without_a_cpp_compiler(tiny_kwargs, monkeypatch):
+    monkeypatch.setattr("sb3_expo.backend.shutil.which", lambda name: None)
+    model = EXPO("MlpPolicy", "Pendulum-v1", **{**tiny_kwargs, "compile_mode": "auto"})
+    assert model.resolved_compile_mode is None
