@@ -30,12 +30,17 @@ SMALL_CONFIG = dict(
     n_edit_samples=4,
     policy_kwargs=dict(net_arch=[64, 64], denoiser_width=64, denoiser_blocks=2),
 )
+# speed.py's tiny configuration (32-wide networks, batch 32): where compile_mode="auto" compiles the update.
+TINY_CONFIG = dict(
+    SMALL_CONFIG, batch_size=32, n_critics=3, policy_kwargs=dict(net_arch=[32, 32], denoiser_width=32, denoiser_blocks=1)
+)
+CONFIGS = {"small": SMALL_CONFIG, "tiny": TINY_CONFIG}
 
 
-def run_seed(seed: int, edit_scale: float, total_steps: int, eval_every: int, eval_episodes: int) -> dict:
+def run_seed(seed: int, edit_scale: float, total_steps: int, eval_every: int, eval_episodes: int, config: dict) -> dict:
     env, eval_env = gym.make("Pendulum-v1"), Monitor(gym.make("Pendulum-v1"))
     eval_env.reset(seed=10_000 + seed)
-    model = EXPO("MlpPolicy", env, edit_scale=edit_scale, seed=seed, **SMALL_CONFIG)
+    model = EXPO("MlpPolicy", env, edit_scale=edit_scale, seed=seed, **config)
     curve = []
     start = time.perf_counter()
     while model.num_timesteps < total_steps:
@@ -54,11 +59,14 @@ def main() -> None:
     parser.add_argument("--eval-every", type=int, default=1000)
     parser.add_argument("--eval-episodes", type=int, default=10)
     parser.add_argument("--threshold", type=float, default=-300.0)
+    parser.add_argument("--config", choices=sorted(CONFIGS), default="small", help="network sizes (tiny: speed.py's)")
+    parser.add_argument("--compile-mode", default="auto", help="EXPO's compile_mode ('none' for eager)")
     args = parser.parse_args()
     th.set_num_threads(1)
 
-    print(f"EXPO on Pendulum-v1, edit_scale={args.edit_scale}, config={SMALL_CONFIG}")
-    results = [run_seed(seed, args.edit_scale, args.steps, args.eval_every, args.eval_episodes) for seed in args.seeds]
+    config = {**CONFIGS[args.config], "compile_mode": None if args.compile_mode == "none" else args.compile_mode}
+    print(f"EXPO on Pendulum-v1, edit_scale={args.edit_scale}, config={config}")
+    results = [run_seed(seed, args.edit_scale, args.steps, args.eval_every, args.eval_episodes, config) for seed in args.seeds]
 
     seed_columns = " | ".join(f"seed {r['seed']}" for r in results)
     print(f"\n| steps | {seed_columns} |")

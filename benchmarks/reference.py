@@ -40,6 +40,8 @@ IMPLEMENTATIONS = {
     "expo_compiled": ("default", False),
     "expo_bf16": (None, True),
     "expo_bf16_compiled": ("default", True),
+    "expo_auto": ("auto", False),  # the default: what compile_mode="auto" picks for the cell
+    "expo_bf16_auto": ("auto", True),
     "sac": None,
 }
 TIMED = {"paper": (10, 50), "tiny": (30, 100)}  # timed train() calls, timed predict() calls

@@ -53,6 +53,7 @@ def main() -> None:
     parser.add_argument("--online-steps", type=int, default=5000, help="env steps of online fine-tuning")
     parser.add_argument("--eval-episodes", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--compile-mode", default="auto", help="EXPO's compile_mode ('none': eager)")
     parser.add_argument("--logdir", default="runs", help="TensorBoard log directory")
     parser.add_argument("--save", default="runs/expo_pointmaze.zip", help="where to save the fine-tuned model")
     args = parser.parse_args()
@@ -68,6 +69,7 @@ def main() -> None:
         offline_dataset=POINTMAZE_DATASET_ID,
         tensorboard_log=args.logdir,
         seed=args.seed,
+        compile_mode=None if args.compile_mode == "none" else args.compile_mode,
         **CONFIG,
     )
     eval_env = Monitor(make_pointmaze_env())
@@ -82,10 +84,15 @@ def main() -> None:
     offline = f"offline EXPO (+{args.critic_pretrain_steps} critic steps)"
     results[offline] = evaluate_success_rate(model, eval_env, args.eval_episodes)
 
+    online_start = time.perf_counter()
     model.learn(args.online_steps, progress_bar=True)
+    online_steps_per_s = args.online_steps / (time.perf_counter() - online_start)
     results[f"fine-tuned ({args.online_steps} env steps)"] = evaluate_success_rate(model, eval_env, args.eval_episodes)
 
-    print(f"\nsuccess rate over {args.eval_episodes} episodes (seed {args.seed}, {time.perf_counter() - start:.0f} s):")
+    print(
+        f"\nsuccess rate over {args.eval_episodes} episodes (seed {args.seed}, {time.perf_counter() - start:.0f} s; "
+        f"online fine-tuning {online_steps_per_s:.1f} env steps/s):"
+    )
     for stage, success_rate in results.items():
         print(f"  {stage:<40} {success_rate:.2f}")
     model.save(args.save)

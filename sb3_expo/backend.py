@@ -183,21 +183,31 @@ class SamplerBinding:
         return in_row_chunks(self.eager if self.compiled is None else self.compiled, obs, noise)
 
 
-def auto_compile_mode(device: th.device | str, sampler_layer_macs: int) -> str | None:
+def auto_compile_mode(device: th.device | str) -> str | None:
     """
-    What ``compile_mode="auto"`` chooses, as measured (benchmarks/README.md, "Compiled updates"): ``"default"`` on a
-    CPU when the sampler's largest layer is below :data:`ONEDNN_MIN_MACS`, where an update is bound by per-operation
-    overhead and its compiled graphs run it 2.6-3x faster; eager otherwise. Larger CPU layers run fastest through
-    oneDNN, which a compiled graph cannot call (a tie at the PointMaze demo's size, 0.6x at the paper's), and no GPU
-    has measured the compiled graphs yet (``benchmarks/gpu.sh`` does).
-
-    Without a C++ compiler (inductor builds its CPU kernels with one) it stays eager.
+    What ``compile_mode="auto"`` chooses for the update steps and the OTF action, as measured
+    (benchmarks/README.md): ``"default"`` on a CPU, where the compiled critic and policy steps ran 2x faster than
+    eager at the tiny and demo sizes and no slower at the paper's, and the compiled action 1.3-4x faster; eager on
+    GPUs until ``benchmarks/gpu.sh`` has measured them, and without a C++ compiler (inductor builds its CPU kernels
+    with one). Whether the TD-target sampler is compiled too is :func:`auto_compiles_sampler`'s call.
 
     :param device: where the model runs
-    :param sampler_layer_macs: multiply-adds of the sampler's widest layer on one TD-target pass
     """
-    small = sampler_layer_macs < ONEDNN_MIN_MACS
-    return "default" if th.device(device).type == "cpu" and small and cpp_compiler_available() else None
+    return "default" if th.device(device).type == "cpu" and cpp_compiler_available() else None
+
+
+def auto_compiles_sampler(sampler_layer_macs: int, mixed_precision: bool) -> bool:
+    """
+    Whether ``compile_mode="auto"`` also compiles the TD-target candidates: when the sampler's widest layer is below
+    :data:`ONEDNN_MIN_MACS` (bound by per-op overhead: 2x faster compiled at the tiny size), or in bf16 (the graphs
+    then call oneDNN's bf16 kernels: 1.1x faster at the paper's size). Larger float32 samplers stay eager, on
+    oneDNN's fused kernels, which a compiled graph cannot call (it was 1.4x slower at the demo's size, 2x at the
+    paper's).
+
+    :param sampler_layer_macs: multiply-adds of the sampler's widest layer on one TD-target pass
+    :param mixed_precision: whether the sampler runs in bf16 autocast
+    """
+    return mixed_precision or sampler_layer_macs < ONEDNN_MIN_MACS
 
 
 def cpp_compiler_available() -> bool:

@@ -15,7 +15,7 @@ from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, ReplayBufferSamples, Schedule
 from stable_baselines3.common.utils import polyak_update
 
-from sb3_expo.backend import auto_compile_mode, compile_graph
+from sb3_expo.backend import auto_compile_mode, auto_compiles_sampler, compile_graph
 from sb3_expo.checks import check_image_observations
 from sb3_expo.critics import random_subsets
 from sb3_expo.data import OfflineSource, OfflineTransitions, RewardTransform
@@ -111,8 +111,9 @@ class EXPO(Safeguards, OfflineToOnline, OffPolicyAlgorithm):
     :param policy_lr_decay_steps: base and edit-actor learning rates decay to 0 over this many updates (``None``: never)
     :param ent_coef: temperature α of the edit actor: "auto" (learned from 1), "auto_0.1" (from 0.1) or a float
     :param target_entropy: target entropy of the edit ``β·u``; "auto" is ``-d/2 + d·log β`` (docs/algorithm.md)
-    :param compile_mode: ``"auto"`` (compiled where measured faster: small networks on a CPU), ``None`` (eager) or a
-        ``torch.compile`` mode: each critic step, each policy step and the OTF action become one graph (Adam / AdamW)
+    :param compile_mode: ``None`` (eager) or a ``torch.compile`` mode: each critic step, each policy step, the TD-target
+        candidates and the OTF action become one graph each (Adam / AdamW). ``"auto"``: on a CPU, compiled where
+        measured faster (the TD-target sampler only when small or in bf16); eager on GPUs for now
     :param mixed_precision: sample candidates with the denoiser in bfloat16 autocast (GPUs, CPUs with AMX / AVX-512 BF16)
     :param stats_window_size: window size of the rollout logging (episodes)
     :param tensorboard_log: the log location for TensorBoard (if None, no logging)
@@ -266,7 +267,7 @@ class EXPO(Safeguards, OfflineToOnline, OffPolicyAlgorithm):
         for optimizer in optimizers:
             GraphAdam.attach(optimizer)
         mode = self.resolved_compile_mode
-        self.policy.compile_graphs(mode)
+        self.policy.compile_graphs(mode, candidates=self._compiles_sampler())
         self._run_critic_step = compile_graph(self._critic_step, mode, self.device)
         self._run_policy_step = compile_graph(self._policy_step, mode, self.device)
         self._run_base_step = compile_graph(self._base_step, mode, self.device)
@@ -279,9 +280,15 @@ class EXPO(Safeguards, OfflineToOnline, OffPolicyAlgorithm):
             return self.compile_mode
         if not all(GraphAdam.supports(optimizer) for optimizer in optimizers):
             return None
+        return auto_compile_mode(self.device)
+
+    def _compiles_sampler(self) -> bool:
+        """Whether the TD-target candidates are a graph too: always with an explicit mode; ``"auto"`` decides by size."""
+        if self.compile_mode != "auto":
+            return True
         sampler_rows = self.batch_size * self.policy_delay * self.n_base_samples  # one TD-target pass
         width = self.policy.denoiser_width
-        return auto_compile_mode(self.device, sampler_rows * width * 4 * width)
+        return auto_compiles_sampler(sampler_rows * width * 4 * width, self.mixed_precision)
 
     # ---------------------------------------------------------------------------- training (docs/algorithm.md)
 
