@@ -15,6 +15,7 @@ For a named configuration it prints (markdown tables):
   draw per call, no host sync per critic step, oneDNN for no-grad CPU layers, ``torch.compile``, bf16).
 
     python benchmarks/speed.py --config tiny                 # CPU, one thread: about a minute
+    python benchmarks/speed.py --config demo --compile-mode auto   # the PointMaze demo's sizes, EXPO's default
     python benchmarks/speed.py --config paper --repeats 3    # CPU: several minutes (seconds per update)
     python benchmarks/speed.py --config paper --device cuda --compile-mode reduce-overhead  # GPU, CUDA graphs
 
