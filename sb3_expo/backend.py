@@ -221,7 +221,9 @@ def compile_graph(step: Callable[..., Any], mode: str, device: th.device) -> Cal
     ``step`` as one ``torch.compile`` graph: an update step of EXPO (losses, ``torch.autograd.grad``, the optimiser
     steps of :class:`sb3_expo.update.GraphAdam`, the Polyak / EMA updates) or the OTF candidates and action (the T
     sampler steps, the edits, the scoring). No graph break (``fullgraph=True``: a break is an error, not a silent
-    slowdown) and static shapes: each graph compiles once per input shape.
+    slowdown). Shapes are static at first; a call with new shapes (a shorter stretch of TD targets, another
+    number of envs) compiles one graph with dynamic shapes instead of one per shape (dynamo's automatic dynamic),
+    so varying shapes never exhaust dynamo's recompile limit, an error under ``fullgraph``.
 
     Random draws inside the graph (the samplers' noise, the DDPM loss's noise and time steps, the edit actor's
     samples) go through PyTorch's generator in program order (inductor's ``fallback_random``), so a compiled step
@@ -236,7 +238,7 @@ def compile_graph(step: Callable[..., Any], mode: str, device: th.device) -> Cal
     from torch._inductor import list_mode_options
 
     options = {**list_mode_options(mode), "fallback_random": True, "cpp_wrapper": th.device(device).type == "cpu"}
-    compiled = th.compile(step, fullgraph=True, dynamic=False, options=options)
+    compiled = th.compile(step, fullgraph=True, dynamic=None, options=options)
     if options.get("triton.cudagraphs"):  # CUDA graphs reuse their output memory at the next replay: keep copies
         replay = compiled
         compiled = lambda *args, **kwargs: th.utils._pytree.tree_map(th.clone, replay(*args, **kwargs))  # noqa: E731

@@ -144,3 +144,13 @@ def test_auto_stays_eager_without_a_cpp_compiler(tiny_kwargs, monkeypatch):
     monkeypatch.setattr("sb3_expo.backend.shutil.which", lambda name: None)
     model = EXPO("MlpPolicy", "Pendulum-v1", **{**tiny_kwargs, "compile_mode": "auto"})
     assert model.resolved_compile_mode is None
+
+
+def test_new_shapes_compile_one_dynamic_graph_instead_of_failing(tiny_kwargs):
+    """More batch sizes than dynamo's recompile limit (8): one static and one dynamic-shape graph, no error."""
+    model = EXPO("MlpPolicy", "Pendulum-v1", **{**tiny_kwargs, "compile_mode": "default"}, seed=0)
+    graphs_before = th._dynamo.utils.counters["stats"]["unique_graphs"]
+    for n_envs in range(1, 11):
+        actions, _ = model.predict(np.zeros((n_envs, 3), dtype=np.float32))
+        assert actions.shape == (n_envs, 1)
+    assert th._dynamo.utils.counters["stats"]["unique_graphs"] - graphs_before == 2
