@@ -30,9 +30,11 @@ import sys
 import time
 from pathlib import Path
 
-PAPER = dict(net_arch=[256, 256, 256], n_critics=10, subset=1, n=8, k=8, t=10, batch_size=256, utd=1, width=256, blocks=3)
-TINY = dict(net_arch=[32, 32], n_critics=3, subset=2, n=4, k=4, t=10, batch_size=32, utd=2, width=32, blocks=1)
-CONFIGS = {"paper": PAPER, "tiny": TINY}
+sys.path.insert(0, str(Path(__file__).parent))
+from speed import CONFIGS as SPEED_CONFIGS
+
+# speed.py's configurations as the harness runs them: the paper's at UTD 1 with AntMaze's min over 1 critic.
+CONFIGS = {"paper": {**SPEED_CONFIGS["paper"], "utd": 1, "subset": 1}, "tiny": {**SPEED_CONFIGS["tiny"], "subset": 2}}
 JAX_CONFIG_NAMES = {"paper": "paper", "tiny": "tinyh32"}  # bench_jax.py's names for the same cells
 # Our implementations: (compile_mode, mixed_precision); "sac" is SB3's SAC with EXPO's critic ensemble size.
 IMPLEMENTATIONS = {
@@ -54,30 +56,19 @@ def run_cell(impl: str, config_name: str, tag: str, out: Path) -> None:
 
     th.set_num_threads(1)
     th.set_num_interop_threads(1)
-    sys.path.insert(0, str(Path(__file__).parent))
-    from speed import OBS_DIM, SyntheticEnv, fill
-    from stable_baselines3 import SAC
-    from stable_baselines3.common.logger import configure
-
-    from sb3_expo import EXPO
+    from speed import OBS_DIM, fill, make_expo, make_sac
 
     config = CONFIGS[config_name]
     utd, batch_size = config["utd"], config["batch_size"]
-    common = dict(learning_starts=0, batch_size=batch_size, gradient_steps=utd, buffer_size=20_000, device="cpu", seed=0)
     start = time.perf_counter()
     if impl == "sac":
-        policy_kwargs = dict(net_arch=config["net_arch"], n_critics=config["n_critics"])
-        model = SAC("MlpPolicy", SyntheticEnv(), policy_kwargs=policy_kwargs, **common)
+        model = make_sac(config, "cpu")
     else:
         compile_mode, mixed_precision = IMPLEMENTATIONS[impl]
-        model = EXPO(
-            "MlpPolicy", SyntheticEnv(), policy_delay=utd, n_critics=config["n_critics"],
-            critic_subset_size=config["subset"], n_base_samples=config["n"], n_edit_samples=config["k"],
-            diffusion_steps=config["t"], edit_scale=0.05, mixed_precision=mixed_precision, compile_mode=compile_mode,
-            policy_kwargs=dict(net_arch=config["net_arch"], denoiser_width=config["width"], denoiser_blocks=config["blocks"]),
-            **common,
+        model = make_expo(
+            config, "cpu", critic_subset_size=config["subset"], edit_scale=0.05, mixed_precision=mixed_precision,
+            compile_mode=compile_mode,
         )  # fmt: skip
-    model.set_logger(configure(None, []))
     create_s = time.perf_counter() - start
     fill(model, 10_000)
     n_train, n_predict = TIMED[config_name]
