@@ -4,17 +4,17 @@ Nothing here is part of the algorithm. Every path gives the numbers of the plain
 floating-point summation order, and the tests hold each one against its plain version
 (tests/test_linear.py, tests/test_speed_paths.py, tests/test_diffusion.py).
 
-- **oneDNN layers** (:func:`linear`, :func:`ensemble_linear`). PyTorch computes a float32 ``F.linear`` or
-  ``matmul`` on a CPU with MKL, which takes an AVX2 code path on AMD processors; oneDNN chooses its kernels
-  from the instruction set alone. On the AMD EPYC of our benchmarks oneDNN runs the paper-size denoiser and
-  critic layers 2.3x faster than ``F.linear`` and up to 6x faster than the batched ``matmul`` of the critic
-  ensemble (benchmarks/README.md). Most of EXPO's time is inference (sampling candidate actions and scoring
-  them), so that is where it is used: only without autograd (oneDNN's op has no backward), only for float32
-  on an x86 CPU outside autocast and ``torch.compile`` (which choose their own kernels), and only for layers
-  of at least :data:`ONEDNN_MIN_MACS` multiply-adds (below that the call costs more than it saves). A SiLU
-  that follows a layer is fused into oneDNN's matmul (applied to each output tile while it is in cache):
-  the denoiser's residual blocks apply it to ``(rows, 4·width)`` activations, and fused it makes the
-  paper-size sampler 1.5x faster than a separate SiLU pass.
+- **oneDNN layers** (:func:`linear`, :func:`ensemble_linear`, :class:`Linear`). PyTorch computes a float32
+  ``F.linear`` or ``matmul`` on a CPU with MKL, which takes an AVX2 code path on AMD processors; oneDNN chooses its
+  kernels from the instruction set alone. On the AMD EPYC of our benchmarks oneDNN runs the paper-size denoiser and
+  critic layers 2.3x faster than ``F.linear``, their backward matmuls 2.2x faster, and up to 6x faster than the
+  batched ``matmul`` of the critic ensemble (benchmarks/README.md). Used for float32 on an x86 CPU outside autocast,
+  for layers of at least :data:`ONEDNN_MIN_MACS` multiply-adds (below that the call costs more than it saves):
+  eagerly without autograd (sampling and scoring candidates), and inside compiled graphs with autograd too, as the
+  operator :func:`onednn_linear` whose backward is two more oneDNN matmuls (inductor would lower a matmul to MKL's).
+  Eager training keeps ``F.linear``. A SiLU that follows a layer is fused into oneDNN's matmul where no gradient
+  flows through it (applied to each output tile while it is in cache): the denoiser's residual blocks apply it to
+  ``(rows, 4·width)`` activations, and fused it makes the paper-size sampler 1.5x faster than a separate SiLU pass.
 - **Row chunks** (:func:`in_row_chunks`). On a CPU a sampler denoises at most :data:`CPU_CHUNK_ROWS` rows
   at a time, so the ``(rows, 4·width)`` intermediates of the residual blocks stay in cache. At the paper's
   size (40,960 rows per train() call) this runs the TD-target sampling about 1.6x faster than one pass.
@@ -35,6 +35,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch as th
+from torch import nn
 from torch.nn import functional as F
 
 # Smallest layer (rows x in x out multiply-adds) sent to oneDNN; tiny CPU configurations stay on F.linear.
@@ -54,11 +55,13 @@ class Options:
     :param onednn: send large no-grad CPU layers to oneDNN (where :data:`ONEDNN_AVAILABLE`)
     :param fuse_silu: on the oneDNN path, apply a following SiLU inside the matmul
     :param cpu_chunk_rows: rows a CPU sampler denoises at a time
+    :param onednn_min_macs: smallest layer sent to oneDNN, in multiply-adds (:data:`ONEDNN_MIN_MACS`)
     """
 
     onednn: bool = True
     fuse_silu: bool = True
     cpu_chunk_rows: int = CPU_CHUNK_ROWS
+    onednn_min_macs: int = ONEDNN_MIN_MACS
 
 
 options = Options()
@@ -88,25 +91,82 @@ def configured(**changes: Any) -> Iterator[Options]:
 
 
 def use_onednn(x: th.Tensor, weight: th.Tensor, macs: int) -> bool:
-    """Whether :func:`linear` sends ``x @ weight.T`` (``macs`` multiply-adds) to oneDNN."""
+    """
+    Whether :func:`linear` sends ``x @ weight.T`` (``macs`` multiply-adds) to oneDNN: float32 on an x86 CPU, outside
+    autocast, at least ``options.onednn_min_macs``, and either without autograd or inside a compiled graph (where
+    :func:`onednn_linear`'s backward runs on oneDNN too; eager training keeps ``F.linear`` and its numbers).
+    """
     return (
         ONEDNN_AVAILABLE
         and options.onednn
         and x.device.type == "cpu"
         and x.dtype == weight.dtype == th.float32
-        and not (th.is_grad_enabled() and (x.requires_grad or weight.requires_grad))
+        and (th.compiler.is_compiling() or not needs_grad(x, weight))
         and not th.is_autocast_enabled("cpu")
-        and not th.compiler.is_compiling()
-        and macs >= ONEDNN_MIN_MACS
+        and macs >= options.onednn_min_macs
     )
 
 
-def _onednn_linear(x: th.Tensor, weight: th.Tensor, bias: th.Tensor | None, silu: bool = False) -> th.Tensor:
+def needs_grad(*tensors: th.Tensor | None) -> bool:
+    """Whether autograd records an op on ``tensors``."""
+    return th.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+
+
+def _onednn_matmul(x: th.Tensor, weight: th.Tensor, bias: th.Tensor | None, silu: bool) -> th.Tensor:
     rows = x.reshape(-1, x.shape[-1])
-    fused = "swish" if silu and options.fuse_silu else "none"
-    out = th.ops.mkldnn._linear_pointwise(rows, weight, bias, fused, [None], "")
-    out = F.silu(out) if silu and not options.fuse_silu else out
+    out = th.ops.mkldnn._linear_pointwise(rows, weight, bias, "swish" if silu else "none", [None], "")
     return out.reshape(*x.shape[:-1], weight.shape[0])
+
+
+@th.library.custom_op("sb3_expo::onednn_linear", mutates_args=())
+def onednn_linear(x: th.Tensor, weight: th.Tensor, bias: th.Tensor | None, silu: bool) -> th.Tensor:
+    """
+    oneDNN's ``x @ weight.T + bias`` (then SiLU if ``silu``, fused into the matmul) as a PyTorch operator, so that
+    ``torch.compile`` keeps it as one kernel call in a graph (inductor would otherwise lower a matmul to MKL's,
+    which on AMD processors is 2x slower) and autograd has its backward, two more oneDNN matmuls.
+
+    :param x: ``(..., in)``
+    :param weight: ``(out, in)``, any strides
+    :param bias: ``(out,)`` or None
+    :param silu: apply a SiLU inside the matmul (no backward: :func:`linear` fuses it only without autograd)
+    """
+    return _onednn_matmul(x, weight, bias, silu)
+
+
+@onednn_linear.register_fake
+def _onednn_linear_shape(x: th.Tensor, weight: th.Tensor, bias: th.Tensor | None, silu: bool) -> th.Tensor:
+    return x.new_empty((*x.shape[:-1], weight.shape[0]))
+
+
+def _save_for_backward(ctx: Any, inputs: tuple[Any, ...], output: th.Tensor) -> None:
+    x, weight, bias, silu = inputs
+    ctx.save_for_backward(x, weight)
+    ctx.has_bias, ctx.silu = bias is not None, silu
+
+
+def _onednn_linear_backward(ctx: Any, grad: th.Tensor) -> tuple[th.Tensor | None, ...]:
+    if ctx.silu:
+        raise RuntimeError("onednn_linear(silu=True) has no backward; linear() applies the SiLU separately under autograd")
+    x, weight = ctx.saved_tensors
+    grad_rows, x_rows = grad.reshape(-1, grad.shape[-1]), x.reshape(-1, x.shape[-1])
+    wants_x, wants_weight, wants_bias, _ = ctx.needs_input_grad
+    grad_x = onednn_linear(grad, weight.t(), None, False) if wants_x else None  # grad @ weight
+    grad_weight = onednn_linear(grad_rows.t(), x_rows.t(), None, False) if wants_weight else None  # grad.T @ x
+    grad_bias = grad_rows.sum(0) if wants_bias and ctx.has_bias else None
+    return grad_x, grad_weight, grad_bias, None
+
+
+onednn_linear.register_autograd(_onednn_linear_backward, setup_context=_save_for_backward)
+
+
+def _linear_on_onednn(x: th.Tensor, weight: th.Tensor, bias: th.Tensor | None, silu: bool) -> th.Tensor:
+    """oneDNN's layer: the raw op when eager (no dispatch overhead), :func:`onednn_linear` in graphs and under autograd."""
+    fused = silu and options.fuse_silu and not needs_grad(x, weight, bias)
+    if th.compiler.is_compiling() or needs_grad(x, weight, bias):
+        out = onednn_linear(x, weight, bias, fused)
+    else:
+        out = _onednn_matmul(x, weight, bias, fused)
+    return F.silu(out) if silu and not fused else out
 
 
 def linear(x: th.Tensor, weight: th.Tensor, bias: th.Tensor | None = None, silu: bool = False) -> th.Tensor:
@@ -116,9 +176,16 @@ def linear(x: th.Tensor, weight: th.Tensor, bias: th.Tensor | None = None, silu:
     :param weight: ``(out, in)``
     """
     if use_onednn(x, weight, x.numel() * weight.shape[0]):
-        return _onednn_linear(x, weight, bias, silu)
+        return _linear_on_onednn(x, weight, bias, silu)
     out = F.linear(x, weight, bias)
     return F.silu(out) if silu else out
+
+
+class Linear(nn.Linear):
+    """``nn.Linear`` whose forward is :func:`linear`: the same parameters and state-dict keys, oneDNN where it pays."""
+
+    def forward(self, x: th.Tensor) -> th.Tensor:
+        return linear(x, self.weight, self.bias)
 
 
 def ensemble_linear(x: th.Tensor, weight: th.Tensor, bias: th.Tensor) -> th.Tensor:
@@ -134,7 +201,7 @@ def ensemble_linear(x: th.Tensor, weight: th.Tensor, bias: th.Tensor) -> th.Tens
     rows_per_member = x.numel() // x.shape[-1] // (n_members if x.dim() == 3 else 1)
     if use_onednn(x, weight, rows_per_member * weight[0].numel()):
         inputs = x.unbind(0) if x.dim() == 3 else [x] * n_members
-        return th.stack([_onednn_linear(xe, we.t(), be[0]) for xe, we, be in zip(inputs, weight, bias)])
+        return th.stack([_linear_on_onednn(xe, we.t(), be[0], False) for xe, we, be in zip(inputs, weight, bias)])
     return th.matmul(x, weight) + bias
 
 
@@ -151,8 +218,8 @@ def in_row_chunks(sampler: Sampler, obs: th.Tensor, noise: th.Tensor) -> th.Tens
     :param sampler: a deterministic sampler, actions ``(B, action_dim)`` from ``obs`` ``(B, obs_dim)``
         and its noise ``(T, B, action_dim)``
     """
-    # One pass on GPUs, and inside a compiled graph (inductor schedules the work itself).
-    chunk = options.cpu_chunk_rows if obs.device.type == "cpu" and not th.compiler.is_compiling() else obs.shape[0]
+    # One pass on GPUs. A compiled graph keeps the chunks too: its oneDNN calls are opaque to inductor's scheduling.
+    chunk = options.cpu_chunk_rows if obs.device.type == "cpu" else obs.shape[0]
     if obs.shape[0] <= chunk:
         return sampler(obs, noise)
     return th.cat([sampler(obs[i : i + chunk], noise[:, i : i + chunk]) for i in range(0, obs.shape[0], chunk)])
@@ -194,20 +261,6 @@ def auto_compile_mode(device: th.device | str) -> str | None:
     :param device: where the model runs
     """
     return "default" if th.device(device).type == "cpu" and cpp_compiler_available() else None
-
-
-def auto_compiles_sampler(sampler_layer_macs: int, mixed_precision: bool) -> bool:
-    """
-    Whether ``compile_mode="auto"`` also compiles the TD-target candidates: when the sampler's widest layer is below
-    :data:`ONEDNN_MIN_MACS` (bound by per-op overhead: 2x faster compiled at the tiny size), or in bf16 (the graphs
-    then call oneDNN's bf16 kernels: 1.1x faster at the paper's size). Larger float32 samplers stay eager, on
-    oneDNN's fused kernels, which a compiled graph cannot call (it was 1.4x slower at the demo's size, 2x at the
-    paper's).
-
-    :param sampler_layer_macs: multiply-adds of the sampler's widest layer on one TD-target pass
-    :param mixed_precision: whether the sampler runs in bf16 autocast
-    """
-    return mixed_precision or sampler_layer_macs < ONEDNN_MIN_MACS
 
 
 def cpp_compiler_available() -> bool:

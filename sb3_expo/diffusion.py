@@ -24,7 +24,7 @@ import torch as th
 from torch import nn
 from torch.nn import functional as F
 
-from sb3_expo.backend import SamplerBinding, linear
+from sb3_expo.backend import Linear, SamplerBinding, linear
 
 # ------------------------------------------------------------------------- the plain DDPM (docs/algorithm.md, "Networks")
 
@@ -137,8 +137,8 @@ class ResidualBlock(nn.Module):
             [
                 nn.Dropout(dropout),
                 nn.LayerNorm(width, eps=1e-6),
-                lecun_normal_(nn.Linear(width, expansion * width)),
-                lecun_normal_(nn.Linear(expansion * width, width)),
+                lecun_normal_(Linear(width, expansion * width)),
+                lecun_normal_(Linear(expansion * width, width)),
             ]
         )
 
@@ -176,13 +176,13 @@ class Denoiser(nn.Module):
         self.action_dim = action_dim
         self.time_embedding = nn.Sequential(
             FourierFeatures(n_frequencies),
-            xavier_uniform_(nn.Linear(2 * n_frequencies, width)),
+            xavier_uniform_(Linear(2 * n_frequencies, width)),
             nn.SiLU(),
-            xavier_uniform_(nn.Linear(width, width)),
+            xavier_uniform_(Linear(width, width)),
         )
-        self.input_layer = xavier_uniform_(nn.Linear(action_dim + obs_dim + width, width))
+        self.input_layer = xavier_uniform_(Linear(action_dim + obs_dim + width, width))
         self.blocks = nn.Sequential(*[ResidualBlock(width, dropout) for _ in range(n_blocks)])
-        self.output_layer = nn.Sequential(nn.SiLU(), xavier_uniform_(nn.Linear(width, action_dim)))
+        self.output_layer = nn.Sequential(nn.SiLU(), xavier_uniform_(Linear(width, action_dim)))
 
     def forward(self, obs: th.Tensor, noisy_action: th.Tensor, t: th.Tensor) -> th.Tensor:
         """

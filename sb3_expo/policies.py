@@ -24,7 +24,7 @@ from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 from torch import nn
 from torch.nn import functional as F
 
-from sb3_expo.backend import compile_graph
+from sb3_expo.backend import Linear, compile_graph
 from sb3_expo.critics import CriticEnsemble, mlp_layers, random_subsets
 from sb3_expo.diffusion import DiffusionPolicy, xavier_uniform_
 
@@ -88,12 +88,12 @@ class EditActor(nn.Module):
         layers, in_features = mlp_layers(
             obs_dim + action_dim,
             net_arch,
-            lambda n_in, n_out: [xavier_uniform_(nn.Linear(n_in, n_out)), nn.Dropout(dropout), activation_fn()],
+            lambda n_in, n_out: [xavier_uniform_(Linear(n_in, n_out)), nn.Dropout(dropout), activation_fn()],
         )
         self.latent = nn.Sequential(*layers)
         # Xavier-uniform weights and zero biases everywhere, as the reference (not PyTorch's default init).
-        self.mu = xavier_uniform_(nn.Linear(in_features, action_dim))
-        self.log_std = xavier_uniform_(nn.Linear(in_features, action_dim))
+        self.mu = xavier_uniform_(Linear(in_features, action_dim))
+        self.log_std = xavier_uniform_(Linear(in_features, action_dim))
         self.edit_scale = edit_scale
         # log|det| of the scaling u -> β·u: the edit's density is u's density divided by β^d.
         self.scaling_log_det = action_dim * math.log(edit_scale)
@@ -300,16 +300,14 @@ class ExpoPolicy(BasePolicy):
         """Whether any network has dropout, so that switching the training mode changes what it computes."""
         return self.denoiser_dropout > 0 or self.edit_dropout > 0
 
-    def compile_graphs(self, mode: str, candidates: bool = True) -> None:
+    def compile_graphs(self, mode: str) -> None:
         """
-        From now on the OTF action of :meth:`_predict` runs as one compiled graph (:func:`sb3_expo.backend.compile_graph`),
-        and so does :meth:`propose_candidates` (the TD targets' candidates) if ``candidates``.
+        From now on :meth:`propose_candidates` (the TD targets' candidates) and the OTF action of :meth:`_predict` run
+        as compiled graphs (:func:`sb3_expo.backend.compile_graph`).
 
         :param mode: a ``torch.compile`` mode ("default", "reduce-overhead", ...)
-        :param candidates: compile :meth:`propose_candidates` too
         """
-        if candidates:
-            self._propose = compile_graph(self._propose_eager, mode, self.device)
+        self._propose = compile_graph(self._propose_eager, mode, self.device)
         self._select_action = compile_graph(self._select_action_eager, mode, self.device)
 
     def candidate_noise(self, batch_size: int) -> CandidateNoise:

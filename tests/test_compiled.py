@@ -13,6 +13,7 @@ from stable_baselines3.common.logger import configure
 from test_speed_paths import fill_buffer
 
 from sb3_expo import EXPO
+from sb3_expo.backend import ONEDNN_MIN_MACS, configured
 from sb3_expo.update import GraphAdam, TrainMetrics
 
 pytestmark = pytest.mark.usefixtures("compiling")
@@ -82,10 +83,17 @@ def train_and_act(tiny_kwargs, compile_mode, tmp_path=None):
     return model, model.policy.state_dict(), optimizer_states, action
 
 
-def test_compiled_update_equals_eager_without_recompiling(tiny_kwargs, tmp_path):
-    """Same seed, same data: critic steps, policy steps (random draws included) and the action agree with eager."""
-    _, eager, eager_states, eager_action = train_and_act(tiny_kwargs, None)
-    model, compiled, compiled_states, compiled_action = train_and_act(tiny_kwargs, "default")
+@pytest.mark.parametrize("onednn_min_macs", [ONEDNN_MIN_MACS, 0])
+def test_compiled_update_equals_eager_without_recompiling(tiny_kwargs, tmp_path, onednn_min_macs):
+    """
+    Same seed, same data: critic steps, policy steps (random draws included) and the action agree with eager. With
+    every layer sent to oneDNN (``onednn_min_macs=0``) the graphs' layers and their gradients are oneDNN calls, and
+    eager training keeps F.linear: still the same numbers.
+    """
+    th._dynamo.reset()  # graphs of the other parametrisation are guarded on the threshold: start afresh
+    with configured(onednn_min_macs=onednn_min_macs):
+        _, eager, eager_states, eager_action = train_and_act(tiny_kwargs, None)
+        model, compiled, compiled_states, compiled_action = train_and_act(tiny_kwargs, "default")
     for name, value in eager.items():
         th.testing.assert_close(compiled[name], value, rtol=1e-4, atol=1e-5, msg=name)
     for network, states in eager_states.items():
@@ -113,22 +121,23 @@ DEMO_SIZE = {"policy_kwargs": dict(net_arch=[64, 64], denoiser_width=64, denoise
 
 
 @pytest.mark.parametrize(
-    ("overrides", "expected", "sampler_compiled"),
+    ("overrides", "expected"),
     [
-        ({}, "default", True),  # tiny networks on a CPU: every piece is bound by per-op overhead
-        (DEMO_SIZE, "default", False),  # the sampler's layers are big enough for oneDNN: it stays eager
-        ({**DEMO_SIZE, "mixed_precision": True}, "default", True),  # bf16 graphs call oneDNN's bf16 kernels
-        ({"policy_kwargs": dict(net_arch=[16, 16], denoiser_width=16, optimizer_class=th.optim.RMSprop)}, None, False),
-        ({"compile_mode": None}, None, False),
-        ({**DEMO_SIZE, "compile_mode": "max-autotune"}, "max-autotune", True),  # an explicit mode compiles all
+        ({}, "default"),  # tiny networks on a CPU: every piece is bound by per-op overhead
+        (DEMO_SIZE, "default"),  # larger layers: oneDNN calls inside the graphs
+        ({**DEMO_SIZE, "mixed_precision": True}, "default"),
+        ({"policy_kwargs": dict(net_arch=[16, 16], denoiser_width=16, optimizer_class=th.optim.RMSprop)}, None),
+        ({"compile_mode": None}, None),
+        ({**DEMO_SIZE, "compile_mode": "max-autotune"}, "max-autotune"),
     ],
 )
-def test_auto_compiles_where_it_was_measured_faster(tiny_kwargs, overrides, expected, sampler_compiled):
+def test_auto_compiles_where_it_was_measured_faster(tiny_kwargs, overrides, expected):
     model = EXPO("MlpPolicy", "Pendulum-v1", **{**tiny_kwargs, "compile_mode": "auto", **overrides})
     assert model.resolved_compile_mode == expected
-    assert (model._run_critic_step != model._critic_step) == (expected is not None)
-    assert (model.policy._select_action != model.policy._select_action_eager) == (expected is not None)
-    assert (model.policy._propose != model.policy._propose_eager) == sampler_compiled
+    compiled = expected is not None
+    assert (model._run_critic_step != model._critic_step) == compiled
+    assert (model.policy._select_action != model.policy._select_action_eager) == compiled
+    assert (model.policy._propose != model.policy._propose_eager) == compiled
 
 
 def test_train_metrics_are_read_with_one_host_copy():

@@ -7,18 +7,27 @@ import pytest
 import torch as th
 from torch.nn import functional as F
 
-from sb3_expo.backend import ONEDNN_AVAILABLE, ONEDNN_MIN_MACS, configured, ensemble_linear, linear, use_onednn
+from sb3_expo.backend import (
+    ONEDNN_AVAILABLE,
+    ONEDNN_MIN_MACS,
+    compile_graph,
+    configured,
+    ensemble_linear,
+    linear,
+    onednn_linear,
+    use_onednn,
+)
 from sb3_expo.critics import CriticEnsemble
 from sb3_expo.diffusion import DiffusionPolicy
 
 needs_onednn = pytest.mark.skipif(not ONEDNN_AVAILABLE, reason="oneDNN on x86 only")
 
 
-def onednn_calls(fn: Callable[[], Any]) -> tuple[Any, int]:
-    """``fn()`` and how many oneDNN matmuls it ran (counted by the torch profiler)."""
+def onednn_calls(fn: Callable[[], Any], name: str = "mkldnn::_linear_pointwise") -> tuple[Any, int]:
+    """``fn()`` and how many oneDNN matmuls (or other ops ``name``) it ran, counted by the torch profiler."""
     with th.profiler.profile(activities=[th.profiler.ProfilerActivity.CPU]) as profile:
         result = fn()
-    return result, sum(event.name == "mkldnn::_linear_pointwise" for event in profile.events())
+    return result, sum(event.name == name for event in profile.events())
 
 
 def large_layer() -> tuple[th.Tensor, th.Tensor, th.Tensor]:
@@ -101,3 +110,49 @@ def test_sampler_and_critics_give_the_same_numbers_with_and_without_onednn():
         assert plain_calls == 0
     for fast_values, plain_values in zip(fast, plain):
         th.testing.assert_close(fast_values, plain_values, rtol=1e-4, atol=1e-4)
+
+
+@needs_onednn
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_onednn_linear_operator_has_f_linears_gradients(with_bias):
+    x, weight, bias = large_layer()
+    bias = bias if with_bias else None
+    upstream = th.randn(512, 128)
+    leaves = [t.requires_grad_(True) for t in (x, weight, bias) if t is not None]
+
+    def gradients(layer: Callable[..., th.Tensor], wanted: list[th.Tensor]) -> tuple[th.Tensor, ...]:
+        out = layer(x, weight, bias)
+        return (out, *th.autograd.grad((out * upstream).sum(), wanted))
+
+    expected = gradients(F.linear, leaves)
+    th.testing.assert_close(gradients(lambda *args: onednn_linear(*args, False), leaves), expected, rtol=1e-5, atol=1e-3)
+    # A transposed (strided) weight, and only the input's gradient (the weight's is not computed).
+    out, grad_x = gradients(lambda x, w, b: onednn_linear(x, w.t().contiguous().t(), b, False), [x])
+    th.testing.assert_close((out, grad_x), expected[:2], rtol=1e-5, atol=1e-3)
+    with pytest.raises(RuntimeError, match="no backward"):
+        onednn_linear(x, weight, bias, True).sum().backward()
+
+
+@needs_onednn
+@pytest.mark.usefixtures("compiling")
+def test_compiled_training_layers_run_on_onednn_with_the_same_gradients():
+    """Inside a graph the layers, forward and backward, are oneDNN calls (inductor would pick MKL's matmul)."""
+    th.manual_seed(0)
+    weight, bias = th.randn(128, 96, requires_grad=True), th.randn(128, requires_grad=True)
+    ensemble_weight, ensemble_bias = th.randn(3, 128, 64, requires_grad=True), th.randn(3, 1, 64, requires_grad=True)
+    parameters = [weight, bias, ensemble_weight, ensemble_bias]
+
+    def step(x: th.Tensor) -> tuple[th.Tensor, ...]:
+        hidden = linear(x, weight, bias, silu=True)  # the SiLU is applied apart: it needs its pre-activations
+        loss = ensemble_linear(hidden, ensemble_weight, ensemble_bias).square().mean()
+        return th.autograd.grad(loss, parameters)
+
+    x = th.randn(512, 96)
+    compiled = compile_graph(step, "default", th.device("cpu"))
+    compiled(x)  # compiles (tracing calls the operators on fake tensors)
+    grads, calls = onednn_calls(lambda: compiled(x), name="sb3_expo::onednn_linear")
+    # forward: 1 + 3 members; backward: 3 members x (input, weight) + the first layer's weight gradient
+    assert calls == 4 + 6 + 1
+    th.testing.assert_close(grads, step(x), rtol=1e-4, atol=1e-3)
+    with configured(onednn_min_macs=1 << 40):  # below the threshold: eager F.linear numbers and no oneDNN call
+        assert not use_onednn(x, weight, x.shape[0] * weight.numel())
