@@ -252,11 +252,11 @@ class SamplerBinding:
 
 def auto_compile_mode(device: th.device | str) -> str | None:
     """
-    What ``compile_mode="auto"`` chooses for the update steps and the OTF action, as measured
-    (benchmarks/README.md): ``"default"`` on a CPU, where the compiled critic and policy steps ran 2x faster than
-    eager at the tiny and demo sizes and no slower at the paper's, and the compiled action 1.3-4x faster; eager on
+    What ``compile_mode="auto"`` chooses for the update steps, the TD-target candidates and the OTF action, as
+    measured (benchmarks/README.md): ``"default"`` on a CPU, where the compiled steps ran 1.2-2.7x faster than eager
+    from the tiny to the paper's sizes (their large layers and gradients are oneDNN calls inside the graphs); eager on
     GPUs until ``benchmarks/gpu.sh`` has measured them, and without a C++ compiler (inductor builds its CPU kernels
-    with one). Whether the TD-target sampler is compiled too is :func:`auto_compiles_sampler`'s call.
+    with one).
 
     :param device: where the model runs
     """

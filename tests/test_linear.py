@@ -10,6 +10,7 @@ from torch.nn import functional as F
 from sb3_expo.backend import (
     ONEDNN_AVAILABLE,
     ONEDNN_MIN_MACS,
+    Linear,
     compile_graph,
     configured,
     ensemble_linear,
@@ -156,3 +157,14 @@ def test_compiled_training_layers_run_on_onednn_with_the_same_gradients():
     th.testing.assert_close(grads, step(x), rtol=1e-4, atol=1e-3)
     with configured(onednn_min_macs=1 << 40):  # below the threshold: eager F.linear numbers and no oneDNN call
         assert not use_onednn(x, weight, x.shape[0] * weight.numel())
+
+
+def test_linear_module_is_a_drop_in_nn_linear():
+    """The denoiser's and edit actor's layers: nn.Linear's parameters, state-dict keys and numbers."""
+    th.manual_seed(0)
+    layer, plain = Linear(96, 128), th.nn.Linear(96, 128)
+    plain.load_state_dict(layer.state_dict())
+    x = th.randn(512, 96)
+    th.testing.assert_close(layer(x), plain(x))  # autograd on: F.linear itself
+    with th.no_grad():  # above the threshold: oneDNN where available
+        th.testing.assert_close(layer(x), plain(x), rtol=1e-5, atol=1e-4)
