@@ -253,10 +253,10 @@ class SamplerBinding:
 def auto_compile_mode(device: th.device | str) -> str | None:
     """
     What ``compile_mode="auto"`` chooses for the update steps, the TD-target candidates and the OTF action, as
-    measured (benchmarks/README.md): ``"default"`` on a CPU, where the compiled steps ran 1.2-2.7x faster than eager
-    from the tiny to the paper's sizes (their large layers and gradients are oneDNN calls inside the graphs); eager on
-    GPUs until ``benchmarks/gpu.sh`` has measured them, and without a C++ compiler (inductor builds its CPU kernels
-    with one).
+    measured (benchmarks/README.md): ``"default"`` on a CPU, where full training ran 2.1x (tiny) and 1.4-1.5x
+    (demo) faster than eager, and a paper-size update 1.05-1.13x (the large layers and their gradients are oneDNN
+    calls inside the graphs); eager on GPUs until ``benchmarks/gpu.sh`` has measured them, and without a C++
+    compiler (inductor builds its CPU kernels with one).
 
     :param device: where the model runs
     """
