@@ -52,7 +52,7 @@ class Options:
     """
     Which speed paths are on. Change them with :func:`configured`.
 
-    :param onednn: send large no-grad CPU layers to oneDNN (where :data:`ONEDNN_AVAILABLE`)
+    :param onednn: send large float32 CPU layers to oneDNN (where :data:`ONEDNN_AVAILABLE`; see :func:`use_onednn`)
     :param fuse_silu: on the oneDNN path, apply a following SiLU inside the matmul
     :param cpu_chunk_rows: rows a CPU sampler denoises at a time
     :param onednn_min_macs: smallest layer sent to oneDNN, in multiply-adds (:data:`ONEDNN_MIN_MACS`)
@@ -160,12 +160,13 @@ onednn_linear.register_autograd(_onednn_linear_backward, setup_context=_save_for
 
 
 def _linear_on_onednn(x: th.Tensor, weight: th.Tensor, bias: th.Tensor | None, silu: bool) -> th.Tensor:
-    """oneDNN's layer: the raw op when eager (no dispatch overhead), :func:`onednn_linear` in graphs and under autograd."""
+    """
+    oneDNN's layer where :func:`use_onednn` chose it: the raw op when eager (no autograd there, and no custom-op
+    dispatch), :func:`onednn_linear` inside a graph. A SiLU is fused unless a gradient has to flow through it.
+    """
     fused = silu and options.fuse_silu and not needs_grad(x, weight, bias)
-    if th.compiler.is_compiling() or needs_grad(x, weight, bias):
-        out = onednn_linear(x, weight, bias, fused)
-    else:
-        out = _onednn_matmul(x, weight, bias, fused)
+    matmul = onednn_linear if th.compiler.is_compiling() else _onednn_matmul
+    out = matmul(x, weight, bias, fused)
     return F.silu(out) if silu and not fused else out
 
 
@@ -218,8 +219,8 @@ def in_row_chunks(sampler: Sampler, obs: th.Tensor, noise: th.Tensor) -> th.Tens
     :param sampler: a deterministic sampler, actions ``(B, action_dim)`` from ``obs`` ``(B, obs_dim)``
         and its noise ``(T, B, action_dim)``
     """
-    # One pass on GPUs. A compiled graph keeps the chunks too: its oneDNN calls are opaque to inductor's scheduling.
-    chunk = options.cpu_chunk_rows if obs.device.type == "cpu" else obs.shape[0]
+    # One pass on GPUs, and inside a compiled graph (it would unroll the chunks: its callers chunk instead).
+    chunk = options.cpu_chunk_rows if obs.device.type == "cpu" and not th.compiler.is_compiling() else obs.shape[0]
     if obs.shape[0] <= chunk:
         return sampler(obs, noise)
     return th.cat([sampler(obs[i : i + chunk], noise[:, i : i + chunk]) for i in range(0, obs.shape[0], chunk)])

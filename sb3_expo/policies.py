@@ -7,8 +7,10 @@ takes part and implements that selection; the training losses live in :class:`sb
 """
 
 import copy
+import functools
 import math
 import warnings
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import torch as th
@@ -24,6 +26,7 @@ from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 from torch import nn
 from torch.nn import functional as F
 
+from sb3_expo import backend
 from sb3_expo.backend import Linear, compile_graph
 from sb3_expo.critics import CriticEnsemble, mlp_layers, random_subsets
 from sb3_expo.diffusion import DiffusionPolicy, xavier_uniform_
@@ -307,8 +310,36 @@ class ExpoPolicy(BasePolicy):
 
         :param mode: a ``torch.compile`` mode ("default", "reduce-overhead", ...)
         """
-        self._propose = compile_graph(self._propose_eager, mode, self.device)
+        candidates_graph = compile_graph(self._propose_eager, mode, self.device)
+        self._propose = functools.partial(self._propose_in_chunks, candidates_graph)
         self._select_action = compile_graph(self._select_action_eager, mode, self.device)
+
+    def _propose_in_chunks(
+        self,
+        graph: Callable,
+        obs_features: th.Tensor,
+        base: DiffusionPolicy,
+        deterministic: bool,
+        noise: CandidateNoise | None,
+    ) -> th.Tensor:
+        """
+        The candidates graph on a CPU, called on chunks of states of at most ``backend.options.cpu_chunk_rows`` sampler
+        rows, with the noise drawn for the whole batch first: the candidates of one call. A graph unrolls its loops, so
+        one graph of a whole stretch (40 chunks of denoising at the paper's UTD 20) would take many minutes to
+        compile; a chunk's graph takes the time of one.
+        """
+        batch_size = obs_features.shape[0]
+        noise = self.candidate_noise(batch_size) if noise is None else noise
+        states = max(1, backend.options.cpu_chunk_rows // self.n_base_samples)
+        if self.device.type != "cpu" or batch_size <= states:
+            return graph(obs_features, base, deterministic, noise)
+        n, k = self.n_base_samples, self.n_edit_samples
+        return th.cat(
+            [
+                graph(obs_features[i : i + states], base, deterministic, noise.rows(i, i + states, n, k))
+                for i in range(0, batch_size, states)
+            ]
+        )
 
     def candidate_noise(self, batch_size: int) -> CandidateNoise:
         """

@@ -163,3 +163,20 @@ def test_new_shapes_compile_one_dynamic_graph_instead_of_failing(tiny_kwargs):
         actions, _ = model.predict(np.zeros((n_envs, 3), dtype=np.float32))
         assert actions.shape == (n_envs, 1)
     assert th._dynamo.utils.counters["stats"]["unique_graphs"] - graphs_before == 2
+
+
+def test_candidates_graph_runs_on_chunks_of_states_with_the_eager_numbers(tiny_kwargs):
+    """
+    A long stretch of TD targets is sampled by one chunk-sized graph called per chunk of states (a graph of the whole
+    stretch would unroll every chunk and take minutes to compile at the paper's UTD 20), with the eager candidates.
+    """
+    model = EXPO("MlpPolicy", "Pendulum-v1", **{**tiny_kwargs, "compile_mode": "default"}, seed=0)
+    policy = model.policy
+    obs = th.randn(50, 3)
+    with th.no_grad(), configured(cpu_chunk_rows=10 * policy.n_base_samples):  # 10 states a chunk: 5 graph calls
+        noise = policy.candidate_noise(50)
+        graphs_before = th._dynamo.utils.counters["stats"]["unique_graphs"]
+        chunked = policy.propose_candidates(obs, policy.base, noise=noise)
+        assert th._dynamo.utils.counters["stats"]["unique_graphs"] - graphs_before == 1
+        eager = policy._propose_eager(obs, policy.base, False, noise)
+    th.testing.assert_close(chunked, eager, rtol=1e-5, atol=1e-6)
