@@ -46,6 +46,9 @@ ONEDNN_AVAILABLE = th.backends.mkldnn.is_available() and platform.machine().lowe
 # Rows a CPU sampler denoises at a time (see the module docstring); GPUs take one pass.
 CPU_CHUNK_ROWS = 1024
 
+# Sampler layers (multiply-adds on one chunk) from which "auto" leaves the float32 sampler eager (auto_compiles_sampler).
+SAMPLER_GRAPH_MAX_MACS = 1 << 26
+
 
 @dataclasses.dataclass
 class Options:
@@ -253,15 +256,28 @@ class SamplerBinding:
 
 def auto_compile_mode(device: th.device | str) -> str | None:
     """
-    What ``compile_mode="auto"`` chooses for the update steps, the TD-target candidates and the OTF action, as
-    measured (benchmarks/README.md): ``"default"`` on a CPU, where full training ran 2.1x (tiny) and 1.4-1.5x
-    (demo) faster than eager, and a paper-size update 1.05-1.13x (the large layers and their gradients are oneDNN
-    calls inside the graphs); eager on GPUs until ``benchmarks/gpu.sh`` has measured them, and without a C++
-    compiler (inductor builds its CPU kernels with one).
+    What ``compile_mode="auto"`` chooses for the update steps and the OTF action (for the TD-target candidates:
+    :func:`auto_compiles_sampler`), as measured (benchmarks/README.md): ``"default"`` on a CPU, where full training
+    ran 2.1x (tiny) and 1.4-1.5x (demo) faster than eager, and a paper-size update 1.05-1.13x (the large layers and
+    their gradients are oneDNN calls inside the graphs); eager on GPUs until ``benchmarks/gpu.sh`` has measured them,
+    and without a C++ compiler (inductor builds its CPU kernels with one).
 
     :param device: where the model runs
     """
     return "default" if th.device(device).type == "cpu" and cpp_compiler_available() else None
+
+
+def auto_compiles_sampler(sampler_layer_macs: int, mixed_precision: bool) -> bool:
+    """
+    Whether ``compile_mode="auto"`` compiles the TD-target candidates too: in bf16, and in float32 below
+    :data:`SAMPLER_GRAPH_MAX_MACS` multiply-adds per residual-block layer of one chunk (the demo's 17M: 10% faster
+    compiled). Above it (the paper's 268M) the compiled sampler is as fast as the eager one, both bound by
+    oneDNN's matmuls, and would only add compilation: 17 s cold, which took the paper-size first call past a minute.
+
+    :param sampler_layer_macs: multiply-adds of the sampler's widest layer on one chunk of rows
+    :param mixed_precision: whether the sampler runs in bf16 autocast
+    """
+    return mixed_precision or sampler_layer_macs < SAMPLER_GRAPH_MAX_MACS
 
 
 def cpp_compiler_available() -> bool:

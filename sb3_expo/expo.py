@@ -15,7 +15,8 @@ from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, ReplayBufferSamples, Schedule
 from stable_baselines3.common.utils import polyak_update
 
-from sb3_expo.backend import auto_compile_mode, compile_graph
+from sb3_expo import backend
+from sb3_expo.backend import auto_compile_mode, auto_compiles_sampler, compile_graph
 from sb3_expo.checks import check_image_observations
 from sb3_expo.critics import random_subsets
 from sb3_expo.data import OfflineSource, OfflineTransitions, RewardTransform
@@ -267,7 +268,7 @@ class EXPO(Safeguards, OfflineToOnline, OffPolicyAlgorithm):
         for optimizer in optimizers:
             GraphAdam.attach(optimizer)
         mode = self.resolved_compile_mode
-        self.policy.compile_graphs(mode)
+        self.policy.compile_graphs(mode, candidates=self._compiles_sampler())
         self._run_critic_step = compile_graph(self._critic_step, mode, self.device)
         self._run_policy_step = compile_graph(self._policy_step, mode, self.device)
         self._run_base_step = compile_graph(self._base_step, mode, self.device)
@@ -281,6 +282,14 @@ class EXPO(Safeguards, OfflineToOnline, OffPolicyAlgorithm):
         if not all(GraphAdam.supports(optimizer) for optimizer in optimizers):
             return None
         return auto_compile_mode(self.device)
+
+    def _compiles_sampler(self) -> bool:
+        """Whether the TD-target candidates are a graph too: always with an explicit mode; ``"auto"`` decides by size."""
+        if self.compile_mode != "auto":
+            return True
+        chunk_rows = min(backend.options.cpu_chunk_rows, self.batch_size * self.policy_delay * self.n_base_samples)
+        width = self.policy.denoiser_width
+        return auto_compiles_sampler(chunk_rows * width * 4 * width, self.mixed_precision)
 
     # ---------------------------------------------------------------------------- training (docs/algorithm.md)
 

@@ -303,15 +303,16 @@ class ExpoPolicy(BasePolicy):
         """Whether any network has dropout, so that switching the training mode changes what it computes."""
         return self.denoiser_dropout > 0 or self.edit_dropout > 0
 
-    def compile_graphs(self, mode: str) -> None:
+    def compile_graphs(self, mode: str, candidates: bool = True) -> None:
         """
-        From now on :meth:`propose_candidates` (the TD targets' candidates) and the OTF action of :meth:`_predict` run
-        as compiled graphs (:func:`sb3_expo.backend.compile_graph`).
+        From now on the OTF action of :meth:`_predict` runs as one compiled graph (:func:`sb3_expo.backend.compile_graph`),
+        and so does :meth:`propose_candidates` (the TD targets' candidates) if ``candidates``.
 
         :param mode: a ``torch.compile`` mode ("default", "reduce-overhead", ...)
+        :param candidates: compile :meth:`propose_candidates` too
         """
-        candidates_graph = compile_graph(self._propose_eager, mode, self.device)
-        self._propose = functools.partial(self._propose_in_chunks, candidates_graph)
+        if candidates:
+            self._propose = functools.partial(self._propose_in_chunks, compile_graph(self._propose_eager, mode, self.device))
         self._select_action = compile_graph(self._select_action_eager, mode, self.device)
 
     def _propose_in_chunks(
