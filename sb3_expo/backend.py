@@ -214,6 +214,11 @@ def ensemble_linear(x: th.Tensor, weight: th.Tensor, bias: th.Tensor) -> th.Tens
 Sampler = Callable[[th.Tensor, th.Tensor], th.Tensor]
 
 
+def cpu_chunk_rows() -> int:
+    """Rows a CPU sampler denoises at a time: ``options.cpu_chunk_rows`` (:data:`CPU_CHUNK_ROWS` unless :func:`configured`)."""
+    return options.cpu_chunk_rows
+
+
 def in_row_chunks(sampler: Sampler, obs: th.Tensor, noise: th.Tensor) -> th.Tensor:
     """
     ``sampler(obs, noise)``, on a CPU in chunks of ``options.cpu_chunk_rows`` rows. Rows are independent,

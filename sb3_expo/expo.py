@@ -15,8 +15,7 @@ from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, ReplayBufferSamples, Schedule
 from stable_baselines3.common.utils import polyak_update
 
-from sb3_expo import backend
-from sb3_expo.backend import auto_compile_mode, auto_compiles_sampler, compile_graph
+from sb3_expo.backend import auto_compile_mode, auto_compiles_sampler, compile_graph, cpu_chunk_rows
 from sb3_expo.checks import check_image_observations
 from sb3_expo.critics import random_subsets
 from sb3_expo.data import OfflineSource, OfflineTransitions, RewardTransform
@@ -287,7 +286,7 @@ class EXPO(Safeguards, OfflineToOnline, OffPolicyAlgorithm):
         """Whether the TD-target candidates are a graph too: always with an explicit mode; ``"auto"`` decides by size."""
         if self.compile_mode != "auto":
             return True
-        chunk_rows = min(backend.options.cpu_chunk_rows, self.batch_size * self.policy_delay * self.n_base_samples)
+        chunk_rows = min(cpu_chunk_rows(), self.batch_size * self.policy_delay * self.n_base_samples)
         width = self.policy.denoiser_width
         return auto_compiles_sampler(chunk_rows * width * 4 * width, self.mixed_precision)
 

@@ -26,8 +26,7 @@ from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 from torch import nn
 from torch.nn import functional as F
 
-from sb3_expo import backend
-from sb3_expo.backend import Linear, compile_graph
+from sb3_expo.backend import Linear, compile_graph, cpu_chunk_rows
 from sb3_expo.critics import CriticEnsemble, mlp_layers, random_subsets
 from sb3_expo.diffusion import DiffusionPolicy, xavier_uniform_
 
@@ -324,14 +323,14 @@ class ExpoPolicy(BasePolicy):
         noise: CandidateNoise | None,
     ) -> th.Tensor:
         """
-        The candidates graph on a CPU, called on chunks of states of at most ``backend.options.cpu_chunk_rows`` sampler
-        rows, with the noise drawn for the whole batch first: the candidates of one call. A graph unrolls its loops, so
-        one graph of a whole stretch (40 chunks of denoising at the paper's UTD 20) would take many minutes to
-        compile; a chunk's graph takes the time of one.
+        The candidates graph on a CPU, called on chunks of states of at most
+        :func:`~sb3_expo.backend.cpu_chunk_rows` sampler rows, with the noise drawn for the whole batch first: the
+        candidates of one call. A graph unrolls its loops, so one graph of a whole stretch (40 chunks of denoising at
+        the paper's UTD 20) took over 10 minutes to compile; a chunk's graph takes the time of one.
         """
         batch_size = obs_features.shape[0]
         noise = self.candidate_noise(batch_size) if noise is None else noise
-        states = max(1, backend.options.cpu_chunk_rows // self.n_base_samples)
+        states = max(1, cpu_chunk_rows() // self.n_base_samples)
         if self.device.type != "cpu" or batch_size <= states:
             return graph(obs_features, base, deterministic, noise)
         n, k = self.n_base_samples, self.n_edit_samples
