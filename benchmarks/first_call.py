@@ -11,7 +11,6 @@ import argparse
 import time
 
 import torch as th
-
 from speed import CONFIGS, fill, make_expo
 
 
@@ -30,7 +29,8 @@ def main() -> None:
         start = time.perf_counter()
         model.train(config["utd"], config["batch_size"])
         times.append(time.perf_counter() - start)
-    print(f"{args.config}, UTD {config['utd']}, {model.resolved_compile_mode}: first train() {times[0]:.1f} s, second {times[1]:.1f} s")
+    mode = model.resolved_compile_mode
+    print(f"{args.config}, UTD {config['utd']}, {mode}: first train() {times[0]:.1f} s, second {times[1]:.1f} s")
 
 
 if __name__ == "__main__":
