@@ -17,7 +17,7 @@ import torch as th
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.monitor import Monitor
 
-from sb3_expo import EXPO
+from sb3_expo import EXPO, backend
 
 # Small networks for CPU; everything else at the EXPO defaults except the UTD (gradient_steps <= 2).
 SMALL_CONFIG = dict(
@@ -61,8 +61,13 @@ def main() -> None:
     parser.add_argument("--threshold", type=float, default=-300.0)
     parser.add_argument("--config", choices=sorted(CONFIGS), default="small", help="network sizes (tiny: speed.py's)")
     parser.add_argument("--compile-mode", default="auto", help="EXPO's compile_mode ('none' for eager)")
+    parser.add_argument(
+        "--onednn-min-macs", type=int, default=None, help="send layers from this size to oneDNN (0: all; graphs: with grads)"
+    )
     args = parser.parse_args()
     th.set_num_threads(1)
+    if args.onednn_min_macs is not None:
+        backend.options.onednn_min_macs = args.onednn_min_macs
 
     config = {**CONFIGS[args.config], "compile_mode": None if args.compile_mode == "none" else args.compile_mode}
     print(f"EXPO on Pendulum-v1, edit_scale={args.edit_scale}, config={config}")
