@@ -357,8 +357,7 @@ class EXPO(Safeguards, OfflineToOnline, OffPolicyAlgorithm):
         polyak_update(self.critic.parameters(), self.critic_target.parameters(), self.tau)
         q_values = q_values.detach()
         return {
-            # A copy: under CUDA graphs the loss lives in the graph's memory, which the next replay overwrites.
-            "critic_loss": loss.detach().clone(),
+            "critic_loss": loss.detach(),  # under CUDA graphs compile_graph copies the outputs out of graph memory
             "edit_win_rate": (best >= self.n_base_samples).float().mean(),
             "q_ensemble_std": q_values.std(dim=0).mean(),
             "q_mean": q_values.mean(),

@@ -120,7 +120,7 @@ def guarded_step(optimizer: th.optim.Optimizer, loss: th.Tensor, name: str, n_up
     AdamW (EXPO's default) skip their whole update, moments and step count included, when their ``found_inf``
     tensor is set (AMP's ``GradScaler`` mechanism, decided on the device without a host sync); other optimisers get
     a host-side check first (:func:`sb3_expo.checks.check_finite`). Inside a compiled update
-    (:func:`sb3_expo.backend.compile_update`) the step is the optimiser's :class:`GraphAdam`, part of the graph.
+    (:func:`sb3_expo.backend.compile_graph`) the step is the optimiser's :class:`GraphAdam`, part of the graph.
     """
     if th.compiler.is_compiling():
         graph_adam: GraphAdam = optimizer.graph_adam  # type: ignore[attr-defined]
