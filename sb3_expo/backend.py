@@ -49,6 +49,9 @@ CPU_CHUNK_ROWS = 1024
 # Sampler layers (multiply-adds on one chunk) from which "auto" leaves the float32 sampler eager (auto_compiles_sampler).
 SAMPLER_GRAPH_MAX_MACS = 1 << 26
 
+# Longest stretch of critic steps (policy_delay) that EXPO compiles into one graph with its candidates and policy step.
+STRETCH_GRAPH_MAX_STEPS = 4
+
 
 @dataclasses.dataclass
 class Options:

@@ -2,7 +2,6 @@
 
 import math
 import warnings
-from collections.abc import Iterator
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
@@ -15,7 +14,13 @@ from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, ReplayBufferSamples, Schedule
 from stable_baselines3.common.utils import polyak_update
 
-from sb3_expo.backend import auto_compile_mode, auto_compiles_sampler, compile_graph, cpu_chunk_rows
+from sb3_expo.backend import (
+    STRETCH_GRAPH_MAX_STEPS,
+    auto_compile_mode,
+    auto_compiles_sampler,
+    compile_graph,
+    cpu_chunk_rows,
+)
 from sb3_expo.checks import check_image_observations
 from sb3_expo.critics import random_subsets
 from sb3_expo.data import OfflineSource, OfflineTransitions, RewardTransform
@@ -258,7 +263,7 @@ class EXPO(Safeguards, OfflineToOnline, OffPolicyAlgorithm):
         each one as a single compiled graph (:func:`sb3_expo.backend.compile_graph`), the OTF candidates and action too.
         """
         self._run_critic_step, self._run_policy_step = self._critic_step, self._policy_step
-        self._run_base_step = self._base_step
+        self._run_base_step, self._run_stretch = self._base_step, self._stretch
         optimizers = [self.critic.optimizer, self.base.optimizer, self.edit_actor.optimizer, self.ent_coef_optimizer]
         optimizers = [optimizer for optimizer in optimizers if optimizer is not None]
         self.resolved_compile_mode = self._choose_compile_mode(optimizers)
@@ -271,6 +276,8 @@ class EXPO(Safeguards, OfflineToOnline, OffPolicyAlgorithm):
         self._run_critic_step = compile_graph(self._critic_step, mode, self.device)
         self._run_policy_step = compile_graph(self._policy_step, mode, self.device)
         self._run_base_step = compile_graph(self._base_step, mode, self.device)
+        if self._compiles_stretch():
+            self._run_stretch = compile_graph(self._stretch, mode, self.device)
 
     def _choose_compile_mode(self, optimizers: list[th.optim.Optimizer]) -> str | None:
         """``compile_mode``, or for ``"auto"`` the measured choice of :func:`sb3_expo.backend.auto_compile_mode`."""
@@ -290,6 +297,21 @@ class EXPO(Safeguards, OfflineToOnline, OffPolicyAlgorithm):
         width = self.policy.denoiser_width
         return auto_compiles_sampler(chunk_rows * width * 4 * width, self.mixed_precision)
 
+    def _compiles_stretch(self) -> bool:
+        """
+        Whether a whole stretch (:meth:`_stretch`: candidates, ``policy_delay`` critic steps, the policy step) is one
+        graph, called once instead of ``policy_delay + 2`` times: when the candidates are compiled, ``policy_delay`` is
+        at most :data:`~sb3_expo.backend.STRETCH_GRAPH_MAX_STEPS` (a graph unrolls the steps) and, on a CPU, the
+        stretch's sampler rows fit in one chunk. Not with dropout, whose training-mode switches stay outside graphs.
+        """
+        rows = self.batch_size * self.policy_delay * self.n_base_samples
+        return (
+            self._compiles_sampler()
+            and self.policy_delay <= STRETCH_GRAPH_MAX_STEPS
+            and (self.device.type != "cpu" or rows <= cpu_chunk_rows())
+            and not self.policy.uses_dropout
+        )
+
     # ---------------------------------------------------------------------------- training (docs/algorithm.md)
 
     def train(self, gradient_steps: int, batch_size: int = 256) -> None:
@@ -302,36 +324,43 @@ class EXPO(Safeguards, OfflineToOnline, OffPolicyAlgorithm):
         self.policy.set_training_mode(True)
         self._update_learning_rates()
         all_batches = Minibatch.from_samples(self.policy, data)
-        target_inputs = self._target_inputs(all_batches.next_obs, gradient_steps, batch_size)
         metrics = TrainMetrics()
-        for step, batch in enumerate(all_batches.split(batch_size)):
-            # 1 critic: regress every critic on the TD target at s' (the OTF choice), then Polyak
-            metrics.add(self._run_critic_step(batch, *next(target_inputs)))
-            if (self._n_updates + step + 1) % self.policy_delay == 0:
-                # 2-4 base, edit actor, temperature
-                metrics.add(self._run_policy_step(batch.obs, batch.actions))
-                self._n_base_updates += 1
-                self._n_policy_updates += 1
-        self._n_updates += gradient_steps
-        self._log_metrics(metrics)
-
-    def _target_inputs(self, next_obs: th.Tensor, gradient_steps: int, batch_size: int) -> Iterator[tuple[th.Tensor, ...]]:
-        """
-        For each critic step in turn: the OTF candidates at s' and the two random critic subsets of its TD target.
-
-        The candidates of all critic steps up to the next policy update are sampled in one batched pass: the base
-        and the edit actor do not change in between, so this is exact, and the generator samples the next stretch
-        only once the policy update before it has run.
-        """
         step = 0
         while step < gradient_steps:
-            n_steps = min(self.policy_delay - (self._n_updates + step) % self.policy_delay, gradient_steps - step)
-            stretch = next_obs[step * batch_size : (step + n_steps) * batch_size]
-            candidates = self._target_candidates(stretch).view(n_steps, batch_size, -1, self.action_space.shape[-1])
-            selection_subsets = random_subsets(self.n_critics, self.critic_subset_size, n_steps, self.device)
-            value_subsets = random_subsets(self.n_critics, self.critic_subset_size, n_steps, self.device)
-            yield from zip(candidates, selection_subsets, value_subsets, strict=True)
+            # A stretch: the critic steps up to the next policy update (policy_delay of them, fewer at a block's ends)
+            n_steps = min(self.policy_delay - self._n_updates % self.policy_delay, gradient_steps - step)
+            stretch = all_batches.rows(step * batch_size, (step + n_steps) * batch_size)
+            policy_update = (self._n_updates + n_steps) % self.policy_delay == 0
+            run = self._run_stretch if n_steps == self.policy_delay else self._stretch
+            for step_metrics in run(stretch, n_steps, policy_update):
+                metrics.add(step_metrics)
+            self._n_updates += n_steps
+            self._n_base_updates += policy_update
+            self._n_policy_updates += policy_update
             step += n_steps
+        self._log_metrics(metrics)
+
+    def _stretch(self, stretch: Minibatch, n_steps: int, policy_update: bool) -> list[dict[str, th.Tensor]]:
+        """
+        ``n_steps`` critic steps on consecutive minibatches of ``stretch``, then the policy update if ``policy_update``.
+
+        The OTF candidates of all the critic steps are sampled in one batched pass: the base and the edit actor do not
+        change between policy updates, so this is exact. Inside a graph of the whole stretch (:meth:`_compile_hot_paths`)
+        the steps are traced as plain code; otherwise each step runs as bound there (eager, or its own graph).
+        """
+        in_graph = th.compiler.is_compiling()
+        critic_step = self._critic_step if in_graph else self._run_critic_step
+        batch_size = stretch.rewards.shape[0] // n_steps
+        batches = stretch.split(batch_size)
+        candidates = self._target_candidates(stretch.next_obs).view(n_steps, batch_size, -1, self.action_space.shape[-1])
+        selection_subsets = random_subsets(self.n_critics, self.critic_subset_size, n_steps, self.device)
+        value_subsets = random_subsets(self.n_critics, self.critic_subset_size, n_steps, self.device)
+        # 1 critic: regress every critic on the TD target at s' (the OTF choice), then Polyak
+        metrics = [critic_step(*step) for step in zip(batches, candidates, selection_subsets, value_subsets, strict=True)]
+        if policy_update:  # 2-4 base, edit actor, temperature, on the last minibatch
+            policy_step = self._policy_step if in_graph else self._run_policy_step
+            metrics.append(policy_step(batches[-1].obs, batches[-1].actions))
+        return metrics
 
     def _target_candidates(self, next_obs: th.Tensor) -> th.Tensor:
         """OTF candidates at s' with the *online* base weights, edits sampled, dropout off (docs/algorithm.md)."""
@@ -439,7 +468,8 @@ class EXPO(Safeguards, OfflineToOnline, OffPolicyAlgorithm):
 
     def _excluded_save_params(self) -> list[str]:
         excluded = [*super()._excluded_save_params(), "base", "base_ema", "edit_actor", "critic", "critic_target"]
-        excluded += ["_offline_transitions", "resolved_compile_mode", "_run_critic_step", "_run_policy_step", "_run_base_step"]
+        excluded += ["_offline_transitions", "resolved_compile_mode"]
+        excluded += ["_run_critic_step", "_run_policy_step", "_run_base_step", "_run_stretch"]
         if isinstance(self.offline_dataset, OfflineTransitions):
             excluded.append("offline_dataset")
         return excluded

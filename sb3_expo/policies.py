@@ -371,7 +371,8 @@ class ExpoPolicy(BasePolicy):
             same noise, the candidates of a batch equal those of its slices computed separately.
         :return: candidates ``(B, N + K, action_dim)``
         """
-        return self._propose(obs_features, base, deterministic, noise)
+        propose = self._propose_eager if th.compiler.is_compiling() else self._propose  # in a graph: traced as plain code
+        return propose(obs_features, base, deterministic, noise)
 
     def _propose_eager(
         self, obs_features: th.Tensor, base: DiffusionPolicy, deterministic: bool, noise: CandidateNoise | None

@@ -86,6 +86,10 @@ class Minibatch:
             policy.extract_features(data.next_observations, features),
         )
 
+    def rows(self, start: int, end: int) -> "Minibatch":
+        """A view of rows ``start:end``."""
+        return Minibatch(*(tensor[start:end] for tensor in vars(self).values()))
+
     def split(self, batch_size: int) -> list["Minibatch"]:
         """Views of consecutive minibatches of ``batch_size`` rows."""
         parts = [tensor.split(batch_size) for tensor in vars(self).values()]

@@ -1,4 +1,6 @@
-"""The compiled update (``compile_mode``): one graph per critic step, per policy step and for the OTF action.
+"""
+The compiled update (``compile_mode``): one graph per stretch of critic steps with its candidates and policy step
+(short ``policy_delay``), else one graph per critic step, per policy step and for the candidates; one for the action.
 
 A compiled update must give the eager numbers (up to floating-point reassociation), never recompile once warm,
 keep the NaN guard, and share its optimiser state with the eager path (so ``save``/``load`` and switching
@@ -9,11 +11,12 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch as th
+from conftest import TINY_POLICY_KWARGS
 from stable_baselines3.common.logger import configure
 from test_speed_paths import fill_buffer
 
 from sb3_expo import EXPO
-from sb3_expo.backend import ONEDNN_MIN_MACS, configured
+from sb3_expo.backend import ONEDNN_MIN_MACS, STRETCH_GRAPH_MAX_STEPS, configured
 from sb3_expo.update import GraphAdam, TrainMetrics
 
 pytestmark = pytest.mark.usefixtures("compiling")
@@ -62,7 +65,7 @@ def test_compiled_update_refuses_optimisers_it_cannot_step(tiny_kwargs, optimize
         EXPO("MlpPolicy", "Pendulum-v1", **{**tiny_kwargs, "compile_mode": "default"})
 
 
-def train_and_act(tiny_kwargs, compile_mode, tmp_path=None):
+def train_and_act(tiny_kwargs, compile_mode, n_graphs=2):
     tiny_kwargs = {**tiny_kwargs, "compile_mode": compile_mode}
     model = EXPO("MlpPolicy", "Pendulum-v1", **tiny_kwargs, policy_lr_decay_steps=50, seed=0)
     graphs_before = th._dynamo.utils.counters["stats"]["unique_graphs"]
@@ -75,25 +78,32 @@ def train_and_act(tiny_kwargs, compile_mode, tmp_path=None):
             model.train(gradient_steps=2, batch_size=16)
         action = model.predict(np.zeros(3, dtype=np.float32), deterministic=True)[0]
         model.predict(np.ones(3, dtype=np.float32), deterministic=True)
-    # Compiled: the TD-target candidates, a critic step, a policy step and the (deterministic) action were captured.
-    assert th._dynamo.utils.counters["stats"]["unique_graphs"] - graphs_before == (0 if compile_mode is None else 4)
+    # Compiled: the stretch (or the TD-target candidates, a critic step, a policy step) and the deterministic action.
+    assert th._dynamo.utils.counters["stats"]["unique_graphs"] - graphs_before == (0 if compile_mode is None else n_graphs)
     optimizer_states = {
         name: getattr(model, name).optimizer.state_dict()["state"] for name in ("critic", "base", "edit_actor")
     }
     return model, model.policy.state_dict(), optimizer_states, action
 
 
-@pytest.mark.parametrize("onednn_min_macs", [ONEDNN_MIN_MACS, 0])
-def test_compiled_update_equals_eager_without_recompiling(tiny_kwargs, tmp_path, onednn_min_macs):
+@pytest.mark.parametrize(
+    ("onednn_min_macs", "stretch_max_steps", "n_graphs"),
+    [(ONEDNN_MIN_MACS, STRETCH_GRAPH_MAX_STEPS, 2), (ONEDNN_MIN_MACS, 1, 4), (0, STRETCH_GRAPH_MAX_STEPS, 2)],
+)
+def test_compiled_update_equals_eager_without_recompiling(
+    tiny_kwargs, tmp_path, monkeypatch, onednn_min_macs, stretch_max_steps, n_graphs
+):
     """
-    Same seed, same data: critic steps, policy steps (random draws included) and the action agree with eager. With
-    every layer sent to oneDNN (``onednn_min_macs=0``) the graphs' layers and their gradients are oneDNN calls, and
-    eager training keeps F.linear: still the same numbers.
+    Same seed, same data: critic steps, policy steps (random draws included) and the action agree with eager, run as
+    one graph per stretch or (a stretch longer than ``STRETCH_GRAPH_MAX_STEPS``) one per step. With every layer sent
+    to oneDNN (``onednn_min_macs=0``) the graphs' layers and their gradients are oneDNN calls, and eager training
+    keeps F.linear: still the same numbers.
     """
-    th._dynamo.reset()  # graphs of the other parametrisation are guarded on the threshold: start afresh
+    th._dynamo.reset()  # graphs of the other parametrisations are guarded on the threshold: start afresh
+    monkeypatch.setattr("sb3_expo.expo.STRETCH_GRAPH_MAX_STEPS", stretch_max_steps)
     with configured(onednn_min_macs=onednn_min_macs):
         _, eager, eager_states, eager_action = train_and_act(tiny_kwargs, None)
-        model, compiled, compiled_states, compiled_action = train_and_act(tiny_kwargs, "default")
+        model, compiled, compiled_states, compiled_action = train_and_act(tiny_kwargs, "default", n_graphs)
     for name, value in eager.items():
         th.testing.assert_close(compiled[name], value, rtol=1e-4, atol=1e-5, msg=name)
     for network, states in eager_states.items():
@@ -124,24 +134,53 @@ PAPER_SIZE = {"policy_kwargs": dict(net_arch=[64], denoiser_width=256, denoiser_
 
 
 @pytest.mark.parametrize(
-    ("overrides", "expected", "sampler_compiled"),
+    ("overrides", "expected", "sampler_compiled", "stretch_compiled"),
     [
-        ({}, "default", True),  # tiny networks on a CPU: every piece is bound by per-op overhead
-        (DEMO_SIZE, "default", True),  # larger layers: oneDNN calls inside the graphs
-        (PAPER_SIZE, "default", False),  # the paper's sampler layers: as fast eager, so not worth compiling
-        ({**PAPER_SIZE, "mixed_precision": True}, "default", True),  # bf16 graphs call oneDNN's bf16 kernels
-        ({"policy_kwargs": dict(net_arch=[16, 16], denoiser_width=16, optimizer_class=th.optim.RMSprop)}, None, False),
-        ({"compile_mode": None}, None, False),
-        ({**PAPER_SIZE, "compile_mode": "max-autotune"}, "max-autotune", True),  # an explicit mode compiles all
+        ({}, "default", True, True),  # tiny networks on a CPU: every piece is bound by per-op overhead
+        (DEMO_SIZE, "default", True, True),  # larger layers: oneDNN calls inside the graphs
+        ({**DEMO_SIZE, "policy_delay": 5, "gradient_steps": 5}, "default", True, False),  # a graph would unroll 5 steps
+        ({**DEMO_SIZE, "batch_size": 512}, "default", True, False),  # the stretch's candidates need two chunks
+        ({"policy_kwargs": dict(TINY_POLICY_KWARGS, edit_dropout=0.1)}, "default", True, False),  # mode switches
+        (PAPER_SIZE, "default", False, False),  # the paper's sampler layers: as fast eager, so not worth compiling
+        ({**PAPER_SIZE, "mixed_precision": True}, "default", True, False),  # bf16 graphs call oneDNN's bf16 kernels
+        ({"policy_kwargs": dict(net_arch=[16, 16], denoiser_width=16, optimizer_class=th.optim.RMSprop)}, None, False, False),
+        ({"compile_mode": None}, None, False, False),
+        ({**PAPER_SIZE, "compile_mode": "max-autotune"}, "max-autotune", True, False),  # an explicit mode compiles all
     ],
 )
-def test_auto_compiles_where_it_was_measured_faster(tiny_kwargs, overrides, expected, sampler_compiled):
+def test_auto_compiles_where_it_was_measured_faster(tiny_kwargs, overrides, expected, sampler_compiled, stretch_compiled):
     model = EXPO("MlpPolicy", "Pendulum-v1", **{**tiny_kwargs, "compile_mode": "auto", **overrides})
     assert model.resolved_compile_mode == expected
     compiled = expected is not None
     assert (model._run_critic_step != model._critic_step) == compiled
     assert (model.policy._select_action != model.policy._select_action_eager) == compiled
     assert (model.policy._propose != model.policy._propose_eager) == sampler_compiled
+    assert (model._run_stretch != model._stretch) == stretch_compiled
+
+
+def test_stretches_cut_by_a_blocks_end_run_on_the_step_graphs(tiny_kwargs):
+    """
+    With ``train(3)`` and ``policy_delay=2`` every other stretch is cut by a block's end: the whole stretches run as
+    one graph, the cut ones on the per-step graphs, and the numbers are eager's, with no recompilation once warm.
+    """
+    models = {}
+    for compile_mode in (None, "default"):
+        model = EXPO("MlpPolicy", "Pendulum-v1", **{**tiny_kwargs, "compile_mode": compile_mode}, seed=0)
+        fill_buffer(model, 200)
+        model.set_logger(configure(None, []))
+        th.manual_seed(1)
+        graphs_before = th._dynamo.utils.counters["stats"]["unique_graphs"]
+        model.train(gradient_steps=3, batch_size=16)  # a whole stretch, then the first step of the next one
+        model.train(gradient_steps=3, batch_size=16)  # its second step (a policy update), then a whole stretch
+        with th._dynamo.config.patch(error_on_recompile=True):
+            for _ in range(2):
+                model.train(gradient_steps=3, batch_size=16)
+        # Compiled: the stretch; the candidates of one step, a critic step and a policy step.
+        assert th._dynamo.utils.counters["stats"]["unique_graphs"] - graphs_before == (4 if compile_mode else 0)
+        assert model._n_updates == 12 and model._n_policy_updates == 6
+        models[compile_mode] = model
+    for name, value in models[None].policy.state_dict().items():
+        th.testing.assert_close(models["default"].policy.state_dict()[name], value, rtol=1e-4, atol=1e-5, msg=name)
 
 
 def test_train_metrics_are_read_with_one_host_copy():
