@@ -50,7 +50,7 @@ CPU_CHUNK_ROWS = 1024
 SAMPLER_GRAPH_MAX_MACS = 1 << 26
 
 # Longest stretch of critic steps (policy_delay) that EXPO compiles into one graph with its candidates and policy step.
-STRETCH_GRAPH_MAX_STEPS = 4
+STRETCH_GRAPH_MAX_STEPS = 2
 
 
 @dataclasses.dataclass
@@ -286,6 +286,21 @@ def auto_compiles_sampler(sampler_layer_macs: int, mixed_precision: bool) -> boo
     :param mixed_precision: whether the sampler runs in bf16 autocast
     """
     return mixed_precision or sampler_layer_macs < SAMPLER_GRAPH_MAX_MACS
+
+
+def compiles_stretch(policy_delay: int, sampler_layer_macs: int) -> bool:
+    """
+    Whether EXPO compiles a whole stretch of its update (the TD-target candidates, ``policy_delay`` critic steps and the
+    policy step) into one graph instead of one per step: for at most :data:`STRETCH_GRAPH_MAX_STEPS` critic steps (a
+    graph unrolls them: each one more added about 11 s to the tiny size's first compilation), and for layers below
+    :data:`ONEDNN_MIN_MACS`, where the update is bound by per-call costs (guards, graph entry) that one call instead
+    of four saves: tiny ``train(2)`` 1.82 -> 1.60 ms. At the demo's size the matmuls bound it: no faster, 10 s more
+    compilation (benchmarks/README.md).
+
+    :param policy_delay: critic steps per stretch
+    :param sampler_layer_macs: multiply-adds of the sampler's widest layer on all of the stretch's rows
+    """
+    return policy_delay <= STRETCH_GRAPH_MAX_STEPS and sampler_layer_macs < ONEDNN_MIN_MACS
 
 
 def cpp_compiler_available() -> bool:

@@ -15,10 +15,10 @@ from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, ReplayB
 from stable_baselines3.common.utils import polyak_update
 
 from sb3_expo.backend import (
-    STRETCH_GRAPH_MAX_STEPS,
     auto_compile_mode,
     auto_compiles_sampler,
     compile_graph,
+    compiles_stretch,
     cpu_chunk_rows,
 )
 from sb3_expo.checks import check_image_observations
@@ -300,16 +300,15 @@ class EXPO(Safeguards, OfflineToOnline, OffPolicyAlgorithm):
     def _compiles_stretch(self) -> bool:
         """
         Whether a whole stretch (:meth:`_stretch`: candidates, ``policy_delay`` critic steps, the policy step) is one
-        graph, called once instead of ``policy_delay + 2`` times: when the candidates are compiled, ``policy_delay`` is
-        at most :data:`~sb3_expo.backend.STRETCH_GRAPH_MAX_STEPS` (a graph unrolls the steps) and, on a CPU, the
-        stretch's sampler rows fit in one chunk. Not with dropout, whose training-mode switches stay outside graphs.
+        graph, called once instead of ``policy_delay + 2`` times: when the candidates are compiled, without dropout
+        (its training-mode switches stay outside graphs), and as :func:`~sb3_expo.backend.compiles_stretch` decides.
         """
         rows = self.batch_size * self.policy_delay * self.n_base_samples
+        width = self.policy.denoiser_width
         return (
             self._compiles_sampler()
-            and self.policy_delay <= STRETCH_GRAPH_MAX_STEPS
-            and (self.device.type != "cpu" or rows <= cpu_chunk_rows())
             and not self.policy.uses_dropout
+            and compiles_stretch(self.policy_delay, rows * width * 4 * width)
         )
 
     # ---------------------------------------------------------------------------- training (docs/algorithm.md)

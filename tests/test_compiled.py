@@ -100,7 +100,7 @@ def test_compiled_update_equals_eager_without_recompiling(
     keeps F.linear: still the same numbers.
     """
     th._dynamo.reset()  # graphs of the other parametrisations are guarded on the threshold: start afresh
-    monkeypatch.setattr("sb3_expo.expo.STRETCH_GRAPH_MAX_STEPS", stretch_max_steps)
+    monkeypatch.setattr("sb3_expo.backend.STRETCH_GRAPH_MAX_STEPS", stretch_max_steps)
     with configured(onednn_min_macs=onednn_min_macs):
         _, eager, eager_states, eager_action = train_and_act(tiny_kwargs, None)
         model, compiled, compiled_states, compiled_action = train_and_act(tiny_kwargs, "default", n_graphs)
@@ -137,9 +137,8 @@ PAPER_SIZE = {"policy_kwargs": dict(net_arch=[64], denoiser_width=256, denoiser_
     ("overrides", "expected", "sampler_compiled", "stretch_compiled"),
     [
         ({}, "default", True, True),  # tiny networks on a CPU: every piece is bound by per-op overhead
-        (DEMO_SIZE, "default", True, True),  # larger layers: oneDNN calls inside the graphs
-        ({**DEMO_SIZE, "policy_delay": 5, "gradient_steps": 5}, "default", True, False),  # a graph would unroll 5 steps
-        ({**DEMO_SIZE, "batch_size": 512}, "default", True, False),  # the stretch's candidates need two chunks
+        (DEMO_SIZE, "default", True, False),  # larger layers, oneDNN calls inside the graphs; bound by the matmuls
+        ({"policy_delay": 3, "gradient_steps": 3}, "default", True, False),  # a stretch graph would unroll 3 steps
         ({"policy_kwargs": dict(TINY_POLICY_KWARGS, edit_dropout=0.1)}, "default", True, False),  # mode switches
         (PAPER_SIZE, "default", False, False),  # the paper's sampler layers: as fast eager, so not worth compiling
         ({**PAPER_SIZE, "mixed_precision": True}, "default", True, False),  # bf16 graphs call oneDNN's bf16 kernels
