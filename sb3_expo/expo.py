@@ -277,7 +277,8 @@ class EXPO(Safeguards, OfflineToOnline, OffPolicyAlgorithm):
         self._run_policy_step = compile_graph(self._policy_step, mode, self.device)
         self._run_base_step = compile_graph(self._base_step, mode, self.device)
         if self._compiles_stretch():
-            self._run_stretch = compile_graph(self._stretch, mode, self.device)
+            # Without dropout nothing in the networks depends on the training mode, and EXPO never restructures them.
+            self._run_stretch = compile_graph(self._stretch, mode, self.device, fixed_modules=True)
 
     def _choose_compile_mode(self, optimizers: list[th.optim.Optimizer]) -> str | None:
         """``compile_mode``, or for ``"auto"`` the measured choice of :func:`sb3_expo.backend.auto_compile_mode`."""

@@ -160,7 +160,8 @@ def test_auto_compiles_where_it_was_measured_faster(tiny_kwargs, overrides, expe
 def test_stretches_cut_by_a_blocks_end_run_on_the_step_graphs(tiny_kwargs):
     """
     With ``train(3)`` and ``policy_delay=2`` every other stretch is cut by a block's end: the whole stretches run as
-    one graph, the cut ones on the per-step graphs, and the numbers are eager's, with no recompilation once warm.
+    one graph, the cut ones on the per-step graphs, and the numbers are eager's, with no recompilation once warm, and
+    after a change of batch size.
     """
     models = {}
     for compile_mode in (None, "default"):
@@ -177,6 +178,9 @@ def test_stretches_cut_by_a_blocks_end_run_on_the_step_graphs(tiny_kwargs):
         # Compiled: the stretch; the candidates of one step, a critic step and a policy step.
         assert th._dynamo.utils.counters["stats"]["unique_graphs"] - graphs_before == (4 if compile_mode else 0)
         assert model._n_updates == 12 and model._n_policy_updates == 6
+        # The stretch graph skips the guards on its networks, not those on its inputs: a new batch size, a new graph.
+        model.train(gradient_steps=2, batch_size=8)
+        assert th._dynamo.utils.counters["stats"]["unique_graphs"] - graphs_before == (5 if compile_mode else 0)
         models[compile_mode] = model
     for name, value in models[None].policy.state_dict().items():
         th.testing.assert_close(models["default"].policy.state_dict()[name], value, rtol=1e-4, atol=1e-5, msg=name)
