@@ -260,7 +260,9 @@ class EXPO(Safeguards, OfflineToOnline, OffPolicyAlgorithm):
     def _compile_hot_paths(self) -> None:
         """
         Bind the update steps that :meth:`_train_on` and pretraining run: the eager methods, or (``compile_mode``)
-        each one as a single compiled graph (:func:`sb3_expo.backend.compile_graph`), the OTF candidates and action too.
+        each one as a single compiled graph (:func:`sb3_expo.backend.compile_graph`), the OTF candidates and action too,
+        and where :meth:`_compiles_stretch` says so a whole stretch as one graph (stretches cut short by the end of a
+        ``train()`` call still run step by step).
         """
         self._run_critic_step, self._run_policy_step = self._critic_step, self._policy_step
         self._run_base_step, self._run_stretch = self._base_step, self._stretch
