@@ -37,7 +37,6 @@ from typing import Any
 import torch as th
 from torch import nn
 from torch.nn import functional as F
-from torch.utils.weak import WeakIdKeyDictionary
 
 # Smallest layer (rows x in x out multiply-adds) sent to oneDNN; tiny CPU configurations stay on F.linear.
 ONEDNN_MIN_MACS = 1 << 22
@@ -63,7 +62,7 @@ class Options:
     :param fuse_silu: on the oneDNN path, apply a following SiLU inside the matmul
     :param cpu_chunk_rows: rows a CPU sampler denoises at a time
     :param onednn_min_macs: smallest layer sent to oneDNN, in multiply-adds (:data:`ONEDNN_MIN_MACS`)
-    :param prepack_weights: eager oneDNN layers keep their parameters in oneDNN's blocked layout (:func:`prepacked`)
+    :param prepack_weights: inside :func:`packed_weights`, eager oneDNN layers use their parameters packed once
     """
 
     onednn: bool = True
@@ -181,26 +180,40 @@ def _linear_on_onednn(x: th.Tensor, weight: th.Tensor, bias: th.Tensor | None, s
     return F.silu(out) if silu and not fused else out
 
 
-# Parameter -> (its version counter and storage when packed, the packed weight); entries go with their parameter.
-_packed_weights = WeakIdKeyDictionary()
+# Inside packed_weights(): id(parameter) -> (the parameter, kept alive, and its packed copy).
+_packed: dict[int, tuple[th.Tensor, th.Tensor]] | None = None
+
+
+@contextlib.contextmanager
+def packed_weights() -> Iterator[None]:
+    """
+    Inside the block, eager oneDNN layers pack each parameter they use into oneDNN's blocked layout once and reuse
+    it (:func:`prepacked`): for a pass in which no weight changes, such as sampling the TD-target candidates (the
+    paper-size sampler uses each base weight 400 times per ``train()`` call, and its matmuls run 3-4% faster). The
+    packed copies are dropped on exit. A version counter cannot stand in for the block: a compiled optimiser step
+    updates the parameters in place without advancing it.
+    """
+    global _packed
+    if _packed is not None:  # nested: the outer block decides
+        yield
+        return
+    _packed = {}
+    try:
+        yield
+    finally:
+        _packed = None
 
 
 def prepacked(weight: th.Tensor, rows: int) -> th.Tensor:
     """
-    ``weight`` in oneDNN's blocked layout for eager matmuls of about ``rows`` rows, if it is a parameter (and
-    ``options.prepack_weights``): packed once, then reused until the parameter changes. An in-place update (an
-    optimiser step, eager or compiled, a Polyak update, ``load_state_dict``) advances its version counter and a new
-    ``.data`` moves its storage; either one repacks it. The paper-size sampler uses each base weight 400 times per
-    ``train()`` call; packed once, its matmuls run 3-4% faster with the same numbers (benchmarks/README.md).
+    ``weight`` packed for oneDNN matmuls of about ``rows`` rows, inside :func:`packed_weights` for a parameter (with
+    ``options.prepack_weights``); otherwise ``weight`` itself. The numbers are the same either way.
     """
-    if not (options.prepack_weights and isinstance(weight, nn.Parameter)):
+    if _packed is None or not (options.prepack_weights and isinstance(weight, nn.Parameter)):
         return weight
-    version, storage = weight._version, weight.data_ptr()
-    cached = _packed_weights.get(weight)
-    if cached is None or cached[:2] != (version, storage):
-        cached = (version, storage, th.ops.mkldnn._reorder_linear_weight(weight.detach(), rows))
-        _packed_weights[weight] = cached
-    return cached[2]
+    if id(weight) not in _packed:
+        _packed[id(weight)] = (weight, th.ops.mkldnn._reorder_linear_weight(weight.detach(), rows))
+    return _packed[id(weight)][1]
 
 
 def linear(x: th.Tensor, weight: th.Tensor, bias: th.Tensor | None = None, silu: bool = False) -> th.Tensor:

@@ -20,6 +20,7 @@ from sb3_expo.backend import (
     compile_graph,
     compiles_stretch,
     cpu_chunk_rows,
+    packed_weights,
 )
 from sb3_expo.checks import check_image_observations
 from sb3_expo.critics import random_subsets
@@ -368,7 +369,7 @@ class EXPO(Safeguards, OfflineToOnline, OffPolicyAlgorithm):
         """OTF candidates at s' with the *online* base weights, edits sampled, dropout off (docs/algorithm.md)."""
         if self.policy.uses_dropout:
             self.policy.set_training_mode(False)
-        with th.no_grad():
+        with th.no_grad(), packed_weights():  # no weight changes while they are sampled
             candidates = self.policy.propose_candidates(next_obs, self.base)
         if self.policy.uses_dropout:
             self.policy.set_training_mode(True)

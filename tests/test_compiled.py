@@ -16,7 +16,7 @@ from stable_baselines3.common.logger import configure
 from test_speed_paths import fill_buffer
 
 from sb3_expo import EXPO
-from sb3_expo.backend import ONEDNN_MIN_MACS, STRETCH_GRAPH_MAX_STEPS, configured
+from sb3_expo.backend import ONEDNN_MIN_MACS, configured
 from sb3_expo.update import GraphAdam, TrainMetrics
 
 pytestmark = pytest.mark.usefixtures("compiling")
@@ -87,23 +87,32 @@ def train_and_act(tiny_kwargs, compile_mode, n_graphs=2):
 
 
 @pytest.mark.parametrize(
-    ("onednn_min_macs", "stretch_max_steps", "n_graphs"),
-    [(ONEDNN_MIN_MACS, STRETCH_GRAPH_MAX_STEPS, 2), (ONEDNN_MIN_MACS, 1, 4), (0, STRETCH_GRAPH_MAX_STEPS, 2)],
+    ("onednn_min_macs", "compile_mode", "n_graphs"),
+    [
+        (ONEDNN_MIN_MACS, "default", 2),  # a graph per stretch, one for the action
+        (ONEDNN_MIN_MACS, "per step", 4),  # the candidates, a critic step, a policy step, the action
+        (0, "default", 2),
+        (0, "eager sampler", 3),  # "auto" at the paper's sizes: the candidates eager (prepacked weights) between graphs
+    ],
 )
 def test_compiled_update_equals_eager_without_recompiling(
-    tiny_kwargs, tmp_path, monkeypatch, onednn_min_macs, stretch_max_steps, n_graphs
+    tiny_kwargs, tmp_path, monkeypatch, onednn_min_macs, compile_mode, n_graphs
 ):
     """
     Same seed, same data: critic steps, policy steps (random draws included) and the action agree with eager, run as
-    one graph per stretch or (a stretch longer than ``STRETCH_GRAPH_MAX_STEPS``) one per step. With every layer sent
-    to oneDNN (``onednn_min_macs=0``) the graphs' layers and their gradients are oneDNN calls, and eager training
-    keeps F.linear: still the same numbers.
+    one graph per stretch or (a stretch longer than ``STRETCH_GRAPH_MAX_STEPS``) one per step, or with the candidates
+    sampled eagerly between the graphs' optimiser steps. With every layer sent to oneDNN (``onednn_min_macs=0``) the
+    graphs' layers and their gradients are oneDNN calls, and eager training keeps F.linear: still the same numbers.
     """
     th._dynamo.reset()  # graphs of the other parametrisations are guarded on the threshold: start afresh
-    monkeypatch.setattr("sb3_expo.backend.STRETCH_GRAPH_MAX_STEPS", stretch_max_steps)
+    if compile_mode == "per step":
+        monkeypatch.setattr("sb3_expo.backend.STRETCH_GRAPH_MAX_STEPS", 1)
+    if compile_mode == "eager sampler":
+        monkeypatch.setattr("sb3_expo.backend.SAMPLER_GRAPH_MAX_MACS", 0)
     with configured(onednn_min_macs=onednn_min_macs):
         _, eager, eager_states, eager_action = train_and_act(tiny_kwargs, None)
-        model, compiled, compiled_states, compiled_action = train_and_act(tiny_kwargs, "default", n_graphs)
+        mode = "auto" if compile_mode == "eager sampler" else "default"
+        model, compiled, compiled_states, compiled_action = train_and_act(tiny_kwargs, mode, n_graphs)
     for name, value in eager.items():
         th.testing.assert_close(compiled[name], value, rtol=1e-4, atol=1e-5, msg=name)
     for network, states in eager_states.items():
@@ -116,7 +125,7 @@ def test_compiled_update_equals_eager_without_recompiling(
     # The compiled steps are rebuilt on load, and a NaN batch is still skipped inside the graph.
     model.save(tmp_path / "compiled.zip")
     loaded = EXPO.load(tmp_path / "compiled.zip", env=gym.make("Pendulum-v1"))
-    assert loaded.compile_mode == "default"
+    assert loaded.compile_mode == mode
     fill_buffer(loaded, 50)
     loaded.set_logger(configure(None, []))
     loaded.replay_buffer.rewards[:] = np.nan

@@ -16,6 +16,7 @@ from sb3_expo.backend import (
     ensemble_linear,
     linear,
     onednn_linear,
+    packed_weights,
     prepacked,
     use_onednn,
 )
@@ -172,31 +173,20 @@ def test_linear_module_is_a_drop_in_nn_linear():
 
 
 @needs_onednn
-def test_prepacked_parameters_give_the_same_numbers_and_follow_every_update():
-    """
-    Eager oneDNN layers use a parameter packed once in oneDNN's layout, with F.linear's numbers at any number of rows,
-    and repack it after an in-place step, a compiled in-place step and a new ``.data``; other tensors stay as they are.
-    """
+def test_packed_weights_give_the_same_numbers_and_live_only_inside_their_block():
     x, weight, bias = large_layer()
     weight = th.nn.Parameter(weight)
-
-    def check(rows: int = 512) -> None:
-        with th.no_grad(), configured(onednn_min_macs=0):
-            th.testing.assert_close(linear(x[:rows], weight, bias), F.linear(x[:rows], weight, bias), rtol=1e-5, atol=1e-4)
-
-    check()
-    packed = prepacked(weight, 512)
-    assert packed.is_mkldnn and prepacked(weight, 512) is packed  # packed once, then reused
-    check(rows=200)  # fewer rows than it was packed for
-    with th.no_grad():
-        weight.mul_(0.5)  # an eager optimiser step
-    check()
-    step = compile_graph(lambda: weight.detach().add_(1.0), "default", th.device("cpu"))  # a compiled one
-    with th._dynamo.config.patch(disable=False):
-        step()
-    check()
-    weight.data = th.randn(128, 96)
-    check()
-    assert prepacked(weight.detach(), 512) is not packed and not prepacked(weight.detach(), 512).is_mkldnn
-    with configured(prepack_weights=False):
-        assert prepacked(weight, 512) is weight
+    expected = F.linear(x, weight, bias)
+    with th.no_grad(), configured(onednn_min_macs=0):
+        assert prepacked(weight, 512) is weight  # outside a block: as it is
+        with packed_weights():
+            packed = prepacked(weight, 512)
+            assert packed.is_mkldnn and prepacked(weight, 512) is packed  # packed once, then reused
+            with packed_weights():
+                assert prepacked(weight, 512) is packed  # a nested block keeps the outer one's
+            th.testing.assert_close(linear(x, weight, bias), expected, rtol=1e-5, atol=1e-4)
+            th.testing.assert_close(linear(x[:200], weight, bias), expected[:200], rtol=1e-5, atol=1e-4)  # fewer rows
+            assert prepacked(bias, 512) is bias  # only parameters
+            with configured(prepack_weights=False):
+                assert prepacked(weight, 512) is weight
+        assert prepacked(weight, 512) is weight  # dropped on exit
