@@ -338,8 +338,8 @@ class EXPO(Safeguards, OfflineToOnline, OffPolicyAlgorithm):
             for step_metrics in run(stretch, n_steps, policy_update):
                 metrics.add(step_metrics)
             self._n_updates += n_steps
-            self._n_base_updates += policy_update
-            self._n_policy_updates += policy_update
+            self._n_base_updates += int(policy_update)
+            self._n_policy_updates += int(policy_update)
             step += n_steps
         self._log_metrics(metrics)
 
