@@ -237,13 +237,15 @@ def measure_training(config: dict, device: str, env_steps: int, compile_mode: st
     model.learn(2, reset_num_timesteps=False)  # warm-up: allocator, first calls (compilation)
     totals: dict[str, float] = {}
     env = model.get_env()
-    targets = [  # the steps as train() calls them (eager methods or compiled graphs)
-        (model, "_target_candidates", "target sampling (OTF candidates at s')"),
-        (model, "_run_critic_step", "critic steps (target scoring, TD target, loss, Adam, Polyak)"),
-        (model, "_run_policy_step", "policy updates (base + EMA, edit actor, temperature)"),
-        (env, "step", "env stepping"),
-        (model, "_sample_action", "acting (OTF action)"),
-    ]
+    if model._run_stretch != model._stretch:  # one graph per stretch: its pieces cannot be timed apart
+        targets = [(model, "_run_stretch", "stretches, one graph each (candidates, critic steps, policy update)")]
+    else:  # the steps as train() calls them (eager methods or compiled graphs)
+        targets = [
+            (model, "_target_candidates", "target sampling (OTF candidates at s')"),
+            (model, "_run_critic_step", "critic steps (target scoring, TD target, loss, Adam, Polyak)"),
+            (model, "_run_policy_step", "policy updates (base + EMA, edit actor, temperature)"),
+        ]
+    targets += [(env, "step", "env stepping"), (model, "_sample_action", "acting (OTF action)")]
     if model.device.type == "cuda":
         th.cuda.reset_peak_memory_stats(model.device)
     with timed_methods(targets, totals, model.device):

@@ -306,7 +306,7 @@ def auto_compile_mode(device: th.device | str) -> str | None:
     """
     What ``compile_mode="auto"`` chooses for the update steps and the OTF action (for the TD-target candidates:
     :func:`auto_compiles_sampler`), as measured (benchmarks/README.md): ``"default"`` on a CPU, where full training
-    ran 2.1x (tiny) and 1.4-1.5x (demo) faster than eager, and a paper-size update 1.05-1.13x (the large layers and
+    ran 3.2x (tiny) and 1.4-1.5x (demo) faster than eager, and a paper-size update 1.05-1.13x (the large layers and
     their gradients are oneDNN calls inside the graphs); eager on GPUs until ``benchmarks/gpu.sh`` has measured them,
     and without a C++ compiler (inductor builds its CPU kernels with one).
 
