@@ -15,12 +15,14 @@ floating-point summation order, and the tests hold each one against its plain ve
   Eager training keeps ``F.linear``. A SiLU that follows a layer is fused into oneDNN's matmul where no gradient
   flows through it (applied to each output tile while it is in cache): the denoiser's residual blocks apply it to
   ``(rows, 4·width)`` activations, and fused it makes the paper-size sampler 1.5x faster than a separate SiLU pass.
+  Inside :func:`packed_weights` (around the TD-target candidates) the eager layers pack each parameter into
+  oneDNN's layout once and reuse it.
 - **Row chunks** (:func:`in_row_chunks`). On a CPU a sampler denoises at most :data:`CPU_CHUNK_ROWS` rows
   at a time, so the ``(rows, 4·width)`` intermediates of the residual blocks stay in cache. At the paper's
   size (40,960 rows per train() call) this runs the TD-target sampling about 1.6x faster than one pass.
 - **Compilation**: a sampler runs eager or through ``torch.compile`` (:class:`SamplerBinding`), and
-  :func:`compile_graph` turns a whole update step (losses, gradients, optimiser step, Polyak) or the whole OTF
-  action into one graph.
+  :func:`compile_graph` turns a whole update step (losses, gradients, optimiser step, Polyak), a whole stretch of
+  them at small sizes (:func:`compiles_stretch`) or the whole OTF action into one graph.
 
 :func:`configured` switches paths off (or resizes the chunks) inside a ``with`` block: the one seam that
 tests and benchmarks use to compare a fast path with its plain version.
