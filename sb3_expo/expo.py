@@ -297,9 +297,8 @@ class EXPO(Safeguards, OfflineToOnline, OffPolicyAlgorithm):
         """Whether the TD-target candidates are a graph too: always with an explicit mode; ``"auto"`` decides by size."""
         if self.compile_mode != "auto":
             return True
-        chunk_rows = min(cpu_chunk_rows(), self.batch_size * self.policy_delay * self.n_base_samples)
-        width = self.policy.denoiser_width
-        return auto_compiles_sampler(chunk_rows * width * 4 * width, self.mixed_precision)
+        chunk_rows = min(cpu_chunk_rows(), self._stretch_sampler_rows())
+        return auto_compiles_sampler(self._sampler_layer_macs(chunk_rows), self.mixed_precision)
 
     def _compiles_stretch(self) -> bool:
         """
@@ -307,13 +306,20 @@ class EXPO(Safeguards, OfflineToOnline, OffPolicyAlgorithm):
         graph, called once instead of ``policy_delay + 2`` times: when the candidates are compiled, without dropout
         (its training-mode switches stay outside graphs), and as :func:`~sb3_expo.backend.compiles_stretch` decides.
         """
-        rows = self.batch_size * self.policy_delay * self.n_base_samples
-        width = self.policy.denoiser_width
         return (
             self._compiles_sampler()
             and not self.policy.uses_dropout
-            and compiles_stretch(self.policy_delay, rows * width * 4 * width)
+            and compiles_stretch(self.policy_delay, self._sampler_layer_macs(self._stretch_sampler_rows()))
         )
+
+    def _stretch_sampler_rows(self) -> int:
+        """Rows the sampler denoises for a stretch's TD targets: ``N`` per state of ``policy_delay`` minibatches."""
+        return self.batch_size * self.policy_delay * self.n_base_samples
+
+    def _sampler_layer_macs(self, rows: int) -> int:
+        """Multiply-adds of the denoiser's widest layer (width → 4·width) on ``rows`` rows."""
+        width = self.policy.denoiser_width
+        return rows * width * 4 * width
 
     # ---------------------------------------------------------------------------- training (docs/algorithm.md)
 

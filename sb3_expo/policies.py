@@ -331,7 +331,7 @@ class ExpoPolicy(BasePolicy):
         batch_size = obs_features.shape[0]
         noise = self.candidate_noise(batch_size) if noise is None else noise
         states = max(1, cpu_chunk_rows() // self.n_base_samples)
-        if self.device.type != "cpu" or batch_size <= states:
+        if obs_features.device.type != "cpu" or batch_size <= states:  # (self.device walks the parameters)
             return graph(obs_features, base, deterministic, noise)
         n, k = self.n_base_samples, self.n_edit_samples
         return th.cat(
