@@ -152,6 +152,9 @@ class OfflineMixingMixin:
         self.offline_ratio = float(offline_ratio)
         self.reward_transform = reward_transform if reward_transform is not None else RewardTransform()
         self._offline: _OfflineArrays | None = None
+        # Online rows of episodes that ended with info["is_success"]: what imitation may learn from (sample_imitation).
+        self.successful = np.zeros((self.buffer_size, self.n_envs), dtype=bool)  # type: ignore[attr-defined]
+        self._episode_lengths = np.zeros(self.n_envs, dtype=np.int64)  # type: ignore[attr-defined]
 
     @property
     def offline_size(self) -> int:
@@ -183,6 +186,54 @@ class OfflineMixingMixin:
             next_observations=_cast_like(transitions.next_observations, self.observations),
             terminals=transitions.terminals,
         )
+
+    def add(self, obs: Any, next_obs: Any, action: np.ndarray, reward: np.ndarray, done: np.ndarray, infos: list[dict]) -> None:
+        """
+        SB3's ``add``, and the bookkeeping of successful episodes: when an env's episode ends with
+        ``info["is_success"]`` true, all its rows still in the buffer are marked as successful.
+        """
+        self.successful[self.pos] = False  # type: ignore[attr-defined]  # the row about to be overwritten
+        super().add(obs, next_obs, action, reward, done, infos)  # type: ignore[misc]
+        self._episode_lengths += 1
+        for env_index in np.flatnonzero(done):
+            if infos[env_index].get("is_success", False):
+                length = min(int(self._episode_lengths[env_index]), self.buffer_size)  # type: ignore[attr-defined]
+                rows = (self.pos - 1 - np.arange(length)) % self.buffer_size  # type: ignore[attr-defined]
+                self.successful[rows, env_index] = True
+            self._episode_lengths[env_index] = 0
+
+    @property
+    def n_successful(self) -> int:
+        """Online rows of successful episodes (see :meth:`add`)."""
+        return int(self.successful.sum())
+
+    def sample_imitation(self, batch_size: int, env: VecNormalize | None = None) -> tuple[TensorObs, th.Tensor, float]:
+        """
+        Rows for the base policy to imitate: uniform over the offline data and the online rows of successful
+        episodes together, so that imitation never learns from the policy's own failures (docs/algorithm.md).
+
+        :param batch_size: number of rows
+        :param env: VecNormalize env, as in :meth:`sample`
+        :return: observations, actions (in [-1, 1]) and the share of rows drawn from online data
+        :raises ValueError: neither offline data nor a successful online episode is there to imitate
+        """
+        success_rows = np.argwhere(self.successful)
+        n_offline = self.offline_size
+        if n_offline + len(success_rows) == 0:
+            raise ValueError("Nothing to imitate: no offline data is attached and no online episode succeeded yet")
+        picks = np.random.randint(0, n_offline + len(success_rows), size=batch_size)
+        online = success_rows[picks[picks >= n_offline] - n_offline]
+        offline_indices = picks[picks < n_offline]
+        online_obs = map_observations(lambda array: array[online[:, 0], online[:, 1]], self.observations)
+        actions = self.actions[online[:, 0], online[:, 1]]
+        if len(offline_indices):
+            assert self._offline is not None
+            offline_obs = map_observations(lambda array: array[offline_indices], self._offline.observations)
+            online_obs = map_observations(lambda first, second: np.concatenate([first, second]), offline_obs, online_obs)
+            actions = np.concatenate([self._offline.actions[offline_indices], actions])
+        observations = self._normalize_obs(online_obs, env)  # type: ignore[attr-defined]
+        torch_obs = map_observations(self.to_torch, observations)  # type: ignore[attr-defined]
+        return torch_obs, self.to_torch(actions), len(online) / batch_size  # type: ignore[attr-defined]
 
     def sample(self, batch_size: int, env: VecNormalize | None = None) -> Any:
         """
@@ -257,6 +308,12 @@ class OfflineMixingMixin:
         state = self.__dict__.copy()
         state["_offline"] = None
         return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Buffers pickled before successful episodes were tracked load with none marked."""
+        state.setdefault("successful", np.zeros((state["buffer_size"], state["n_envs"]), dtype=bool))
+        state.setdefault("_episode_lengths", np.zeros(state["n_envs"], dtype=np.int64))
+        self.__dict__.update(state)
 
 
 class OfflineReplayBuffer(OfflineMixingMixin, ReplayBuffer):

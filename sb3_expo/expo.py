@@ -25,6 +25,7 @@ from sb3_expo.backend import (
 from sb3_expo.checks import check_image_observations
 from sb3_expo.critics import random_subsets
 from sb3_expo.data import OfflineSource, OfflineTransitions, RewardTransform
+from sb3_expo.buffers import OfflineMixingMixin
 from sb3_expo.offline import DEFAULT_OFFLINE_RATIO, OfflineToOnline, choose_replay_buffer_class
 from sb3_expo.policies import ExpoPolicy, MlpPolicy, MultiInputPolicy
 from sb3_expo.safeguards import Safeguards
@@ -60,8 +61,13 @@ def merge_policy_options(policy_kwargs: dict[str, Any], **options: Any) -> dict[
     return {**policy_kwargs, **options}
 
 
-def check_update_schedule(gradient_steps: int, policy_delay: int, base_ema_rate: float) -> None:
+BASE_IMITATES = ("offline_and_successes", "all")
+
+
+def check_update_schedule(gradient_steps: int, policy_delay: int, base_ema_rate: float, base_imitates: str) -> None:
     """Refuse an update schedule that would train nothing or diverge (ExpoPolicy checks the network options)."""
+    if base_imitates not in BASE_IMITATES:
+        raise ValueError(f"base_imitates must be one of {BASE_IMITATES}, got {base_imitates!r}")
     if policy_delay < 1:
         raise ValueError(f"policy_delay must be >= 1, got {policy_delay}")
     if not 0 < base_ema_rate <= 1:
@@ -115,6 +121,9 @@ class EXPO(Safeguards, OfflineToOnline, OffPolicyAlgorithm):
     :param diffusion_steps: T, denoising steps of the base policy
     :param base_ema_rate: Polyak rate of the EMA base policy used for acting, per base update
     :param policy_lr_decay_steps: base and edit-actor learning rates decay to 0 over this many updates (``None``: never)
+    :param base_imitates: what the base policy imitates online: ``"offline_and_successes"`` (offline data and online
+        episodes that ended with ``info["is_success"]``, so that it never learns the policy's own failures; the whole
+        buffer while no offline data is attached) or ``"all"`` (every buffer row, the paper's; docs/algorithm.md)
     :param ent_coef: temperature α of the edit actor: "auto" (learned from 1), "auto_0.1" (from 0.1) or a float
     :param target_entropy: target entropy of the edit ``β·u``; "auto" is ``-d/2 + d·log β`` (docs/algorithm.md)
     :param compile_mode: ``None`` (eager) or a ``torch.compile`` mode: each critic step, each policy step, the TD-target
@@ -170,6 +179,7 @@ class EXPO(Safeguards, OfflineToOnline, OffPolicyAlgorithm):
         diffusion_steps: int = 10,
         base_ema_rate: float = 0.001,
         policy_lr_decay_steps: int | None = 3_000_000,
+        base_imitates: str = "offline_and_successes",
         ent_coef: str | float = "auto",
         target_entropy: str | float = "auto",
         compile_mode: str | None = "auto",
@@ -197,6 +207,7 @@ class EXPO(Safeguards, OfflineToOnline, OffPolicyAlgorithm):
         self.reward_shift = reward_shift
         self.base_ema_rate = base_ema_rate
         self.policy_lr_decay_steps = policy_lr_decay_steps
+        self.base_imitates = base_imitates
         self.ent_coef = ent_coef
         self.target_entropy = target_entropy
         self.compile_mode = compile_mode
@@ -227,7 +238,7 @@ class EXPO(Safeguards, OfflineToOnline, OffPolicyAlgorithm):
         return super()._get_policy_from_name(policy_name)
 
     def _setup_model(self) -> None:
-        check_update_schedule(self.gradient_steps, self.policy_delay, self.base_ema_rate)
+        check_update_schedule(self.gradient_steps, self.policy_delay, self.base_ema_rate, self.base_imitates)
         reward_transform = RewardTransform(self.reward_scale, self.reward_shift)
         self.replay_buffer_kwargs = dict(self.replay_buffer_kwargs)  # EXPO adds keys: the caller's dict stays as given
         self.replay_buffer_class = choose_replay_buffer_class(
@@ -340,8 +351,9 @@ class EXPO(Safeguards, OfflineToOnline, OffPolicyAlgorithm):
             n_steps = min(self.policy_delay - self._n_updates % self.policy_delay, gradient_steps - step)
             stretch = all_batches.rows(step * batch_size, (step + n_steps) * batch_size)
             policy_update = (self._n_updates + n_steps) % self.policy_delay == 0
+            imitation = self._imitation_rows(batch_size, metrics) if policy_update else None
             run = self._run_stretch if n_steps == self.policy_delay else self._stretch
-            for step_metrics in run(stretch, n_steps, policy_update):
+            for step_metrics in run(stretch, n_steps, policy_update, imitation):
                 metrics.add(step_metrics)
             self._n_updates += n_steps
             self._n_base_updates += int(policy_update)
@@ -349,9 +361,24 @@ class EXPO(Safeguards, OfflineToOnline, OffPolicyAlgorithm):
             step += n_steps
         self._log_metrics(metrics)
 
-    def _stretch(self, stretch: Minibatch, n_steps: int, policy_update: bool) -> list[dict[str, th.Tensor]]:
+    def _imitation_rows(self, batch_size: int, metrics: TrainMetrics) -> tuple[th.Tensor, th.Tensor] | None:
         """
-        ``n_steps`` critic steps on consecutive minibatches of ``stretch``, then the policy update if ``policy_update``.
+        What the next base step imitates (``base_imitates``): ``None`` for the stretch's last minibatch (the paper), or
+        features and actions of offline rows and successful online episodes (:meth:`OfflineMixingMixin.sample_imitation`).
+        """
+        buffer = self.replay_buffer
+        if self.base_imitates == "all" or not isinstance(buffer, OfflineMixingMixin) or buffer.offline_size == 0:
+            return None
+        observations, actions, online_share = buffer.sample_imitation(batch_size, env=self._vec_normalize_env)
+        metrics.add({"imitation_online_share": th.tensor(online_share, device=self.device)})
+        return self.policy.extract_features(observations, self.policy.features_extractor), actions
+
+    def _stretch(
+        self, stretch: Minibatch, n_steps: int, policy_update: bool, imitation: tuple[th.Tensor, th.Tensor] | None = None
+    ) -> list[dict[str, th.Tensor]]:
+        """
+        ``n_steps`` critic steps on consecutive minibatches of ``stretch``, then the policy update if ``policy_update``
+        (the base imitating ``imitation``'s features and actions, or the last minibatch's when it is ``None``).
 
         The OTF candidates of all the critic steps are sampled in one batched pass: the base and the edit actor do not
         change between policy updates, so this is exact. Inside a graph of the whole stretch (:meth:`_compile_hot_paths`)
@@ -368,7 +395,8 @@ class EXPO(Safeguards, OfflineToOnline, OffPolicyAlgorithm):
         metrics = [critic_step(*step) for step in zip(batches, candidates, selection_subsets, value_subsets, strict=True)]
         if policy_update:  # 2-4 base, edit actor, temperature, on the last minibatch
             policy_step = self._policy_step if in_graph else self._run_policy_step
-            metrics.append(policy_step(batches[-1].obs, batches[-1].actions))
+            imitation_obs, imitation_actions = imitation if imitation is not None else (batches[-1].obs, batches[-1].actions)
+            metrics.append(policy_step(batches[-1].obs, batches[-1].actions, imitation_obs, imitation_actions))
         return metrics
 
     def _target_candidates(self, next_obs: th.Tensor) -> th.Tensor:
@@ -401,10 +429,12 @@ class EXPO(Safeguards, OfflineToOnline, OffPolicyAlgorithm):
             "q_mean": q_values.mean(),
         }
 
-    def _policy_step(self, obs: th.Tensor, actions: th.Tensor) -> dict[str, th.Tensor]:
-        """The policy update after every ``policy_delay``-th critic step: steps 2 to 4 on the same minibatch."""
+    def _policy_step(
+        self, obs: th.Tensor, actions: th.Tensor, imitation_obs: th.Tensor, imitation_actions: th.Tensor
+    ) -> dict[str, th.Tensor]:
+        """The policy update after every ``policy_delay``-th critic step: steps 2 to 4 (the base on its imitation rows)."""
         # 2 base: imitate the buffer actions (DDPM loss), then its EMA
-        metrics = self._base_step(obs, actions)
+        metrics = self._base_step(imitation_obs, imitation_actions)
         # 3 edit actor: edit the buffer actions to raise Q, with an entropy bonus
         edit_metrics = self._edit_actor_step(obs, actions)
         # 4 temperature: move α so that the edits' entropy approaches its target

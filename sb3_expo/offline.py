@@ -97,6 +97,7 @@ class OfflineToOnline:
     def pretrain(
         self: SelfOfflineToOnline,
         n_steps: int,
+        critic_steps: int | str = "auto",
         batch_size: int | None = None,
         log_interval: int = 1000,
         tb_log_name: str = "EXPO",
@@ -104,36 +105,54 @@ class OfflineToOnline:
         critic: bool = False,
     ) -> SelfOfflineToOnline:
         """
-        Offline-to-online: pretrain on the offline data only, before :meth:`learn` (then with ``learning_starts=0``).
+        Offline-to-online: pretrain on the offline data only, before :meth:`learn`.
 
-        ``pretrain(n)`` trains the base policy and its EMA by imitation. ``pretrain(m, critic=True)`` then runs
-        :meth:`train`'s UTD blocks on offline batches (critics, base, edit actor, temperature: the reference's
-        ``pretrain_q`` / ``pretrain_edit``), so that fitted critics rank the on-the-fly action from the first
-        online step; untrained ones can act far worse than the base alone (docs: Results). TensorBoard:
-        ``pretrain/*``, and with ``critic=True`` the ``train/*`` keys, in the run of the following ``learn()``.
+        First the base policy and its EMA imitate the data for ``n_steps`` steps. Then ``critic_steps`` of
+        :meth:`train`'s UTD blocks run on offline batches (critics, base, edit actor, temperature: the reference's
+        ``pretrain_q`` / ``pretrain_edit``), so that fitted critics rank the on-the-fly action from the first online
+        step: untrained ones pick bad candidates, and the policy forgets the data (docs/algorithm.md, "Fine-tuning
+        recipe"). ``critic_steps=0`` is the paper's procedure (imitation only). Pretraining also sets
+        ``learning_starts`` to 0: uniform random actions after pretraining would only fill the buffer with noise.
+        TensorBoard: ``pretrain/*`` on the imitation steps, then ``train/*``, in the run of the following ``learn()``.
 
-        :param n_steps: gradient steps (with ``critic=True``: UTD blocks of ``gradient_steps`` critic updates)
+        :param n_steps: imitation steps of the base policy (0: none)
+        :param critic_steps: offline UTD blocks of ``gradient_steps`` critic updates after imitation; ``"auto"``:
+            as many critic updates as imitation steps (``ceil(n_steps / gradient_steps)`` blocks)
         :param batch_size: minibatch size (default: the model's ``batch_size``)
         :param log_interval: steps between two log records
         :param tb_log_name: name of the TensorBoard run
         :param progress_bar: show a tqdm progress bar
-        :param critic: train the critics, the edit actor and the temperature too (see above)
-        :raises ValueError: no offline data is attached
+        :param critic: the earlier spelling of ``pretrain(0, critic_steps=n_steps)``: offline UTD blocks only
+        :raises ValueError: no offline data is attached, or a step count is negative
         """
+        if critic:
+            n_steps, critic_steps = 0, n_steps
+        if critic_steps == "auto":
+            critic_steps = math.ceil(n_steps / self.gradient_steps)
+        if not isinstance(critic_steps, int) or critic_steps < 0 or n_steps < 0:
+            raise ValueError(f"pretrain() needs step counts >= 0 (critic_steps: an int or 'auto'), got {n_steps}, {critic_steps!r}")
         if not isinstance(self.replay_buffer, OfflineMixingMixin) or self.replay_buffer.offline_size == 0:
             raise ValueError("pretrain() imitates offline data: pass offline_dataset=... to EXPO first")
         if getattr(self, "_logger", None) is None:
             self.set_logger(configure_logger(self.verbose, self.tensorboard_log, tb_log_name, reset_num_timesteps=True))
-        steps: Iterable[int] = range(n_steps)
-        if progress_bar:
-            from tqdm.auto import tqdm
-
-            steps = tqdm(steps, desc="pretraining the critics on offline data" if critic else "pretraining the base policy")
-        pretrain_steps = self._pretrain_critics if critic else self._pretrain_base
         if batch_size is not None:
             check_offline_batch_size(batch_size, self.replay_buffer.offline_size, self.offline_ratio, stacklevel=3)
-        pretrain_steps(steps, n_steps, batch_size or self.batch_size, log_interval)
+        batch_size = batch_size or self.batch_size
+        if n_steps:
+            self._pretrain_base(self._steps(n_steps, progress_bar, "pretraining the base policy"), n_steps, batch_size, log_interval)
+        if critic_steps:
+            steps = self._steps(critic_steps, progress_bar, "pretraining the critics and the edit actor")
+            self._pretrain_critics(steps, critic_steps, batch_size, log_interval)
+        self.learning_starts = 0
         return self
+
+    @staticmethod
+    def _steps(n_steps: int, progress_bar: bool, description: str) -> Iterable[int]:
+        if not progress_bar:
+            return range(n_steps)
+        from tqdm.auto import tqdm
+
+        return tqdm(range(n_steps), desc=description)
 
     def _pretrain_critics(self, steps: Iterable[int], n_steps: int, batch_size: int, log_interval: int) -> None:
         for step in steps:

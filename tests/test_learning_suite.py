@@ -11,7 +11,7 @@ from sb3_expo.tasks.pointmaze import build_pointmaze_dataset, make_pointmaze_env
 
 TASK = "tiny-pointmaze"
 DATASET_ID = "sb3_expo/test-learning-suite-v0"
-ALL_METHODS = ["expo-o2o", "expo-o2o-base", "expo-online", "rlpd", "rlpd-delayed", "bc", "sac"]
+ALL_METHODS = ["expo-o2o", "expo-paper", "expo-tuned", "expo-online", "rlpd", "rlpd-delayed", "bc", "sac"]
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +28,6 @@ def tiny_task(tmp_path_factory):
                 reward_shift=-1.0,
                 online_steps=100,
                 pretrain_steps=10,
-                critic_pretrain_steps=5,
                 eval_interval=50,
                 eval_episodes=2,
                 net_arch=[16, 16],
@@ -41,6 +40,7 @@ def tiny_task(tmp_path_factory):
                     diffusion_steps=3,
                     policy_kwargs=dict(denoiser_width=16, denoiser_blocks=1),
                 ),
+                tuned=dict(tau=0.02, edit_scale=0.5, critic_steps=5),
             )
         )
         task.build_dataset()

@@ -66,25 +66,33 @@ def common_kwargs(task: Task, env: gym.Env, seed: int, device: str, buffer_size:
     )
 
 
-def make_expo(task: Task, env: gym.Env, seed: int, device: str, buffer_size: int, data: OfflineTransitions) -> EXPO:
+def make_expo(
+    task: Task, env: gym.Env, seed: int, device: str, buffer_size: int, data: OfflineTransitions, **settings: Any
+) -> EXPO:
+    """EXPO at the task's compute size (``task.expo``), with its default recipe unless ``settings`` say otherwise."""
     kwargs = common_kwargs(task, env, seed, device, buffer_size)
-    expo = dict(task.expo)
+    expo = {**task.expo, **settings}
     kwargs["policy_kwargs"].update(expo.pop("policy_kwargs", {}))
     # The buffer above already shifts rewards, so EXPO's own reward_shift stays 0.
     return EXPO(offline_dataset=data, **kwargs, **expo)
 
 
-def make_expo_base_pretrained(
-    task: Task, env: gym.Env, seed: int, device: str, buffer_size: int, data: OfflineTransitions
-) -> EXPO:
-    """The paper's offline-to-online start: the base policy pretrained by imitation; critics and edit actor fresh."""
-    return make_expo(task, env, seed, device, buffer_size, data).pretrain(task.pretrain_steps)
+def expo_o2o(critic_steps: int | str = "auto", **settings: Any) -> Callable[..., EXPO]:
+    """A maker of EXPO offline-to-online: ``pretrain(task.pretrain_steps, critic_steps)``, with ``settings``."""
+
+    def make(task: Task, env: gym.Env, seed: int, device: str, buffer_size: int, data: OfflineTransitions) -> EXPO:
+        model = make_expo(task, env, seed, device, buffer_size, data, **settings)
+        return model.pretrain(task.pretrain_steps, critic_steps=critic_steps)
+
+    return make
 
 
-def make_expo_o2o(task: Task, env: gym.Env, seed: int, device: str, buffer_size: int, data: OfflineTransitions) -> EXPO:
-    """Imitation, then the critics and the edit actor trained on the offline data too, before the first env step."""
-    model = make_expo_base_pretrained(task, env, seed, device, buffer_size, data)
-    return model.pretrain(task.critic_pretrain_steps, critic=True)
+def make_expo_tuned(task: Task, env: gym.Env, seed: int, device: str, buffer_size: int, data: OfflineTransitions) -> EXPO:
+    """The recipe tuned by hand per task before the defaults held (``task.tuned``: τ, β, critic pretraining steps)."""
+    tuned = dict(task.tuned)
+    critic_steps = tuned.pop("critic_steps")
+    model = make_expo(task, env, seed, device, buffer_size, data, base_imitates="all", **tuned)
+    return model.pretrain(task.pretrain_steps, critic_steps=critic_steps)
 
 
 def expo_setting(task: Task, name: str) -> Any:
@@ -138,12 +146,18 @@ class Method:
 METHODS: dict[str, Method] = {
     method.name: method
     for method in [
-        Method("expo-o2o", EXPO, make_expo_o2o),
-        Method("expo-o2o-base", EXPO, make_expo_base_pretrained),
+        Method("expo-o2o", EXPO, expo_o2o()),
+        Method("expo-paper", EXPO, expo_o2o(critic_steps=0, base_imitates="all")),
+        Method("expo-tuned", EXPO, make_expo_tuned),
         Method("expo-online", EXPO, make_expo),
+        # the recipe's ablations (docs/algorithm.md, "Fine-tuning recipe")
+        Method("expo-o2o-no-critic-pretraining", EXPO, expo_o2o(critic_steps=0)),
+        Method("expo-o2o-imitate-all", EXPO, expo_o2o(base_imitates="all")),
+        Method("expo-o2o-tau-0.02", EXPO, expo_o2o(tau=0.02)),
+        Method("expo-o2o-edit-0.1", EXPO, expo_o2o(edit_scale=0.1)),
         Method("rlpd", RLPD, make_rlpd),
         Method("rlpd-delayed", RLPD, make_rlpd_delayed),
-        Method("bc", EXPO, make_expo_base_pretrained, learns_online=False, actor=BasePolicyActor),
+        Method("bc", EXPO, expo_o2o(critic_steps=0), learns_online=False, actor=BasePolicyActor),
         Method("sac", SAC, make_sac),
     ]
 }
