@@ -187,7 +187,9 @@ class OfflineMixingMixin:
             terminals=transitions.terminals,
         )
 
-    def add(self, obs: Any, next_obs: Any, action: np.ndarray, reward: np.ndarray, done: np.ndarray, infos: list[dict]) -> None:
+    def add(
+        self, obs: Any, next_obs: Any, action: np.ndarray, reward: np.ndarray, done: np.ndarray, infos: list[dict]
+    ) -> None:
         """
         SB3's ``add``, and the bookkeeping of successful episodes: when an env's episode ends with
         ``info["is_success"]`` true, all its rows still in the buffer are marked as successful.

@@ -1,10 +1,13 @@
-"""The paper's evaluation metric (the share of episodes that reach the goal), and imitation alone as an actor."""
+"""The paper's evaluation metric (the share of episodes that reach the goal), imitation alone as an actor, and a
+fine-tuning monitor that tells when the policy starts to forget what pretraining taught it."""
 
+import warnings
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 import torch as th
+from stable_baselines3.common.callbacks import BaseCallback
 
 
 def evaluate_success_rate(model: Any, env: gym.Env, n_episodes: int = 20, deterministic: bool = True) -> float:
@@ -62,3 +65,73 @@ class BasePolicyActor:
             actions = policy.base_ema.sample(features).cpu().numpy()
         actions = policy.unscale_action(actions.reshape((-1, *policy.action_space.shape)))
         return (actions if vectorized else actions[0]), None
+
+
+class ForgettingMonitor(BaseCallback):
+    """
+    Tells when fine-tuning starts to forget: every ``eval_freq`` env steps, the success rate of the model's
+    on-the-fly action and of its base policy alone (:class:`BasePolicyActor`), against the success measured when
+    ``learn()`` started (after pretraining). TensorBoard keys: ``finetune/success_rate``,
+    ``finetune/base_success_rate``, ``finetune/pretrained_success_rate`` and, from the training batches,
+    ``train/imitation_online_share`` (the share of the base's imitation rows drawn from online episodes).
+    When the on-the-fly success falls more than ``tolerance`` below the pretrained one, it warns once, naming
+    the usual remedies (docs/algorithm.md, "Fine-tuning recipe").
+
+    :param eval_env: a single env that reports ``info["is_success"]`` (seed it for repeatable figures)
+    :param eval_freq: env steps between two evaluations
+    :param n_eval_episodes: episodes per evaluation and actor
+    :param deterministic: passed to the model's ``predict`` (the paper evaluates the stochastic action)
+    :param tolerance: drop below the pretrained success that counts as forgetting
+    :param verbose: 1 prints every evaluation
+    """
+
+    def __init__(
+        self,
+        eval_env: gym.Env,
+        eval_freq: int = 5000,
+        n_eval_episodes: int = 20,
+        deterministic: bool = False,
+        tolerance: float = 0.1,
+        verbose: int = 0,
+    ):
+        super().__init__(verbose)
+        self.eval_env, self.eval_freq, self.n_eval_episodes = eval_env, eval_freq, n_eval_episodes
+        self.deterministic, self.tolerance = deterministic, tolerance
+        self.pretrained_success_rate: float | None = None
+        self.history: list[tuple[int, float, float]] = []  # (env steps, on-the-fly success, base-alone success)
+        self._warned = False
+
+    def _evaluate(self) -> tuple[float, float]:
+        otf = evaluate_success_rate(self.model, self.eval_env, self.n_eval_episodes, self.deterministic)
+        base = evaluate_success_rate(BasePolicyActor(self.model), self.eval_env, self.n_eval_episodes)
+        return otf, base
+
+    def _on_training_start(self) -> None:
+        if self.pretrained_success_rate is None:
+            self.pretrained_success_rate, base = self._evaluate()
+            self._record(self.pretrained_success_rate, base)
+
+    def _on_step(self) -> bool:
+        if self.n_calls % self.eval_freq == 0:
+            otf, base = self._evaluate()
+            self._record(otf, base)
+            assert self.pretrained_success_rate is not None
+            if otf < self.pretrained_success_rate - self.tolerance and not self._warned:
+                self._warned = True
+                warnings.warn(
+                    f"EXPO is forgetting: success {otf:.2f} after {self.num_timesteps} env steps, "
+                    f"{self.pretrained_success_rate:.2f} after pretraining (base alone now {base:.2f}). Usual remedies: "
+                    "pretrain the critics too (pretrain(n) does by default), base_imitates='offline_and_successes', a "
+                    "smaller edit_scale (docs/algorithm.md, 'Fine-tuning recipe').",
+                    stacklevel=2,
+                )
+        return True
+
+    def _record(self, otf: float, base: float) -> None:
+        self.history.append((self.num_timesteps, otf, base))
+        self.logger.record("finetune/success_rate", otf)
+        self.logger.record("finetune/base_success_rate", base)
+        self.logger.record("finetune/pretrained_success_rate", self.pretrained_success_rate)
+        self.logger.dump(step=self.num_timesteps)
+        if self.verbose:
+            print(f"{self.num_timesteps} env steps: success {otf:.2f}, base alone {base:.2f}")

@@ -22,10 +22,10 @@ from sb3_expo.backend import (
     cpu_chunk_rows,
     packed_weights,
 )
+from sb3_expo.buffers import OfflineMixingMixin
 from sb3_expo.checks import check_image_observations
 from sb3_expo.critics import random_subsets
 from sb3_expo.data import OfflineSource, OfflineTransitions, RewardTransform
-from sb3_expo.buffers import OfflineMixingMixin
 from sb3_expo.offline import DEFAULT_OFFLINE_RATIO, OfflineToOnline, choose_replay_buffer_class
 from sb3_expo.policies import ExpoPolicy, MlpPolicy, MultiInputPolicy
 from sb3_expo.safeguards import Safeguards

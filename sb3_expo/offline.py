@@ -130,7 +130,9 @@ class OfflineToOnline:
         if critic_steps == "auto":
             critic_steps = math.ceil(n_steps / self.gradient_steps)
         if not isinstance(critic_steps, int) or critic_steps < 0 or n_steps < 0:
-            raise ValueError(f"pretrain() needs step counts >= 0 (critic_steps: an int or 'auto'), got {n_steps}, {critic_steps!r}")
+            raise ValueError(
+                f"pretrain() needs step counts >= 0 (critic_steps: an int or 'auto'), got {n_steps}, {critic_steps!r}"
+            )
         if not isinstance(self.replay_buffer, OfflineMixingMixin) or self.replay_buffer.offline_size == 0:
             raise ValueError("pretrain() imitates offline data: pass offline_dataset=... to EXPO first")
         if getattr(self, "_logger", None) is None:
@@ -139,7 +141,9 @@ class OfflineToOnline:
             check_offline_batch_size(batch_size, self.replay_buffer.offline_size, self.offline_ratio, stacklevel=3)
         batch_size = batch_size or self.batch_size
         if n_steps:
-            self._pretrain_base(self._steps(n_steps, progress_bar, "pretraining the base policy"), n_steps, batch_size, log_interval)
+            self._pretrain_base(
+                self._steps(n_steps, progress_bar, "pretraining the base policy"), n_steps, batch_size, log_interval
+            )
         if critic_steps:
             steps = self._steps(critic_steps, progress_bar, "pretraining the critics and the edit actor")
             self._pretrain_critics(steps, critic_steps, batch_size, log_interval)

@@ -50,12 +50,12 @@ class PretrainCallback(BaseCallback):
 
     :param n_steps: pretraining gradient steps of the base policy
     :param critic_steps: then this many offline UTD blocks of the critics and the edit actor
-        (``EXPO.pretrain(critic_steps, critic=True)``), so the on-the-fly action starts from fitted critics
+        (``EXPO.pretrain(n_steps, critic_steps)``; ``"auto"`` is EXPO's default, 0 the paper's imitation only)
     :param progress_bar: show a progress bar
     :param verbose: 1 prints when pretraining starts and ends
     """
 
-    def __init__(self, n_steps: int, critic_steps: int = 0, progress_bar: bool = False, verbose: int = 1):
+    def __init__(self, n_steps: int, critic_steps: int | str = "auto", progress_bar: bool = False, verbose: int = 1):
         super().__init__(verbose)
         self.n_steps = n_steps
         self.critic_steps = critic_steps
@@ -70,12 +70,11 @@ class PretrainCallback(BaseCallback):
                 print(f"Not pretraining: the base policy has had {model._n_base_updates} updates already")
             return
         if self.verbose:
-            print(f"Pretraining the base policy for {self.n_steps} steps on the offline data")
-        model.pretrain(self.n_steps, progress_bar=self.progress_bar)
-        if self.critic_steps > 0:
-            if self.verbose:
-                print(f"Pretraining the critics and the edit actor for {self.critic_steps} UTD blocks on the offline data")
-            model.pretrain(self.critic_steps, critic=True, progress_bar=self.progress_bar)
+            print(
+                f"Pretraining on the offline data: {self.n_steps} imitation steps of the base policy, then "
+                f"{self.critic_steps} UTD blocks of the critics and the edit actor"
+            )
+        model.pretrain(self.n_steps, critic_steps=self.critic_steps, progress_bar=self.progress_bar)
 
     def _on_step(self) -> bool:
         return True
@@ -130,8 +129,9 @@ class ExpoExperimentManager(ExperimentManager):
         if "deterministic_eval" in hyperparams:
             self.deterministic_eval = bool(hyperparams.pop("deterministic_eval"))
         pretrain_steps = int(hyperparams.pop("pretrain_steps", 0) or 0)
-        critic_pretrain_steps = int(hyperparams.pop("critic_pretrain_steps", 0) or 0)
-        if pretrain_steps > 0 or critic_pretrain_steps > 0:
+        critic_pretrain_steps = hyperparams.pop("critic_pretrain_steps", "auto")
+        critic_pretrain_steps = critic_pretrain_steps if critic_pretrain_steps == "auto" else int(critic_pretrain_steps or 0)
+        if pretrain_steps > 0 or critic_pretrain_steps not in (0, "auto"):
             callbacks = hyperparams.get("callback") or []
             callbacks = callbacks if isinstance(callbacks, list) else [callbacks]
             pretrain = PretrainCallback(pretrain_steps, critic_pretrain_steps, progress_bar=self.show_progress)
