@@ -4,8 +4,10 @@
    10% of the episodes go to the goal, the rest roam the maze.
 2. Pretrains the diffusion base policy on it by imitation. Imitation alone mostly roams, as the data does.
 3. Pretrains the critics and the edit actor on the same data (offline EXPO updates), so that the
-   on-the-fly action is ranked by fitted critics from the first online step.
-4. Fine-tunes online with EXPO, every batch half offline data, half online.
+   on-the-fly action is ranked by fitted critics from the first online step. (``pretrain(n)`` does both
+   steps in one call; they are split here to measure imitation alone.)
+4. Fine-tunes online with EXPO, every batch half offline data, half online; the base keeps imitating the
+   offline data and the online episodes that reached the goal (``base_imitates``, EXPO's default).
 5. Prints the success rate at each stage and leaves TensorBoard logs.
 
     python examples/offline_to_online_pointmaze.py          # about 5-8 minutes on 2 CPU cores
@@ -76,11 +78,11 @@ def main() -> None:
     eval_env.reset(seed=10_000 + args.seed)
     results = {"untrained": evaluate_success_rate(model, eval_env, args.eval_episodes)}
 
-    model.pretrain(args.pretrain_steps, progress_bar=True)
+    model.pretrain(args.pretrain_steps, critic_steps=0, progress_bar=True)  # imitation alone first, to measure it
     imitation = f"imitation alone ({args.pretrain_steps} steps)"
     results[imitation] = evaluate_success_rate(BasePolicyActor(model), eval_env, args.eval_episodes)
 
-    model.pretrain(args.critic_pretrain_steps, critic=True, progress_bar=True)
+    model.pretrain(0, critic_steps=args.critic_pretrain_steps, progress_bar=True)
     offline = f"offline EXPO (+{args.critic_pretrain_steps} critic steps)"
     results[offline] = evaluate_success_rate(model, eval_env, args.eval_episodes)
 
