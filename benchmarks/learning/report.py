@@ -135,7 +135,57 @@ def task_tables(methods: dict[str, dict[int, dict[int, Row]]], steps: Sequence[i
     return lines
 
 
-def markdown(results: Results, wanted_steps: Sequence[int] | None = None) -> str:
+def final_and_auc(by_step: dict[int, Row], metric: str) -> tuple[float, float, float]:
+    """One seed's success at step 0, at its last evaluation, and its area under the curve (trapezoid, as a mean)."""
+    steps = sorted(by_step)
+    values = [float(by_step[step][metric]) for step in steps]
+    auc = float(np.trapezoid(values, steps) / (steps[-1] - steps[0])) if len(steps) > 1 else values[0]
+    return values[0], values[-1], auc
+
+
+def summary(results: Results, split: dict[str, str]) -> list[str]:
+    """
+    Per task and method: success after pretraining (step 0), final success and area under the curve, mean over
+    seeds, and the fine-tuning checks of every method that learns online: ``holds`` (final ≥ step 0 − 0.05 in the
+    mean of both evaluation modes, and no seed more than 0.2 below its own step 0) and ``vs rlpd`` (final success or
+    area ahead of ``rlpd``'s in either mode). The checks matter for the offline-to-online methods (``expo-o2o``).
+    """
+    lines = [
+        "## Summary",
+        "",
+        "Mean over seeds; stochastic / deterministic evaluation. AUC: mean success over the online steps (trapezoid).",
+        "",
+        "| task | split | method | seeds | step 0 | final | AUC | holds | vs rlpd |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for task, methods in sorted(results.items(), key=lambda item: (split.get(item[0], ""), item[0])):
+        means: dict[str, dict[str, tuple[float, float, float]]] = {}
+        for method, seeds in sorted(methods.items()):
+            per_metric = {}
+            for metric in METRICS:
+                per_seed = np.array([final_and_auc(by_step, metric) for by_step in seeds.values()])
+                per_metric[metric] = tuple(per_seed.mean(axis=0))
+            means[method] = per_metric
+            holds = versus = ""
+            if not is_flat(seeds):
+                holds = "yes" if all(_holds(seeds, metric, per_metric[metric]) for metric in METRICS) else "**no**"
+                if "rlpd" in methods and method != "rlpd":
+                    rlpd = {metric: tuple(np.mean([final_and_auc(s, metric) for s in methods["rlpd"].values()], axis=0))
+                            for metric in METRICS}  # fmt: skip
+                    ahead = any(per_metric[m][i] > rlpd[m][i] for m in METRICS for i in (1, 2))
+                    versus = "ahead" if ahead else "behind"
+            figures = [" / ".join(f"{per_metric[metric][i]:.2f}" for metric in METRICS) for i in range(3)]
+            lines.append(f"| {task} | {split.get(task, '')} | {method} | {len(seeds)} | {' | '.join(figures)} | {holds} | {versus} |")
+    return [*lines, ""]
+
+
+def _holds(seeds: dict[int, dict[int, Row]], metric: str, mean: tuple[float, float, float]) -> bool:
+    start, final, _ = mean
+    worst_drop = max(first - last for first, last, _ in (final_and_auc(by_step, metric) for by_step in seeds.values()))
+    return final >= start - 0.05 and worst_drop <= 0.2
+
+
+def markdown(results: Results, wanted_steps: Sequence[int] | None = None, split: dict[str, str] | None = None) -> str:
     lines = [
         "# Learning benchmark results",
         "",
@@ -144,6 +194,7 @@ def markdown(results: Results, wanted_steps: Sequence[int] | None = None) -> str
         f"{FLAT_MARK} never trained online: evaluated once, at step 0, and carried flat over the env-step axis.",
         "Final wall (s): mean ± std over seeds of each job's wall time at its last evaluation, evaluations included.",
         "",
+        *summary(results, split or {}),
     ]
     for task, methods in sorted(results.items()):
         seeds = sorted({seed for by_seed in methods.values() for seed in by_seed})
@@ -160,7 +211,10 @@ def write_report(out: Path, wanted_steps: Sequence[int] | None = None) -> None:
     results = group(rows)
     for task, methods in results.items():
         plot_task(task, methods, out / f"{task}.png")
-    (out / "results.md").write_text(markdown(results, wanted_steps))
+    from benchmarks.learning.tasks import TASKS  # the split of each registered task, for the summary
+
+    split = {name: task.split for name, task in TASKS.items()}
+    (out / "results.md").write_text(markdown(results, wanted_steps, split))
     print(f"report: {len(rows)} rows of {len(results)} task(s) in {out}/results.csv, results.md and the task PNGs")
 
 
