@@ -175,7 +175,8 @@ def summary(results: Results, split: dict[str, str]) -> list[str]:
                     ahead = any(per_metric[m][i] > rlpd[m][i] for m in METRICS for i in (1, 2))
                     versus = "ahead" if ahead else "behind"
             figures = [" / ".join(f"{per_metric[metric][i]:.2f}" for metric in METRICS) for i in range(3)]
-            lines.append(f"| {task} | {split.get(task, '')} | {method} | {len(seeds)} | {' | '.join(figures)} | {holds} | {versus} |")
+            cells = [task, split.get(task, ""), method, str(len(seeds)), *figures, holds, versus]
+            lines.append(f"| {' | '.join(cells)} |")
     return [*lines, ""]
 
 
