@@ -12,9 +12,12 @@ its wrappers and its dataset builder:
   file whose path the user gives.
 - :mod:`~sb3_expo.tasks.pointmaze`: ``sb3_expo/PointMazeUMazeFixed-v0``, the demo task, with offline data
   built locally (``sb3_expo/pointmaze-umaze-mixed-v1``), and ``sb3_expo/PointMazeLargeFixed-v0``, the
-  large maze with one start and one goal 15 cells apart (``sb3_expo/pointmaze-large-noisy-v0``).
+  large maze with one start and one goal 15 cells apart (``sb3_expo/pointmaze-large-noisy-v0``), and
+  ``sb3_expo/PointMazeMediumFixed-v0``, the medium maze with a 10-move path (``sb3_expo/pointmaze-medium-noisy-v0``).
 - :mod:`~sb3_expo.tasks.fetchpush`: ``sb3_expo/FetchPushTerminal-v0``, FetchPush with its sparse reward,
   ended at success, with mixed scripted data built locally (``sb3_expo/fetchpush-noisy-v0``); Dict observations.
+- :mod:`~sb3_expo.tasks.pickandplace`: ``sb3_expo/FetchPickAndPlaceTerminal-v0``, FetchPickAndPlace with its
+  sparse reward, ended at success, with mixed scripted grasps built locally (``sb3_expo/pickandplace-noisy-v0``).
 
 Every task reports ``info["is_success"]``, so SB3 logs ``rollout/success_rate`` and ``EvalCallback``
 ``eval/success_rate``. Simulators are imported only when an env is created: Gymnasium-Robotics and
@@ -30,7 +33,7 @@ from typing import Any
 import gymnasium as gym
 
 from sb3_expo.data.minari import load_or_build
-from sb3_expo.tasks import adroit, antmaze, fetchpush, pointmaze, robomimic
+from sb3_expo.tasks import adroit, antmaze, fetchpush, pickandplace, pointmaze, robomimic
 from sb3_expo.tasks.adroit import (
     ADROIT_BINARY_TASKS,
     adroit_binary_dataset_id,
@@ -67,12 +70,13 @@ __all__ = [
     "register_envs",
 ]
 
-FAMILIES = (pointmaze, fetchpush, antmaze, adroit, robomimic)
+FAMILIES = (pointmaze, fetchpush, pickandplace, antmaze, adroit, robomimic)
 
 # Datasets built on this machine instead of downloaded: id -> builder (each takes ``overwrite=``).
 LOCAL_DATASETS: dict[str, Callable[..., Any]] = {
     **pointmaze.LOCAL_DATASETS,
     **fetchpush.LOCAL_DATASETS,
+    **pickandplace.LOCAL_DATASETS,
     **adroit.LOCAL_DATASETS,
 }
 
@@ -87,7 +91,7 @@ def register_envs() -> None:
 
 def prepare_offline_dataset(dataset: Any) -> None:
     """
-    Build a dataset of :data:`LOCAL_DATASETS` if it is missing (the PointMaze and FetchPush scripted
+    Build a dataset of :data:`LOCAL_DATASETS` if it is missing (the PointMaze and Fetch scripted
     data, the relabelled Adroit data); any other dataset is left to the loader, which explains how to
     download it.
 

@@ -6,7 +6,10 @@ scripted controllers record, built locally (no download):
   (:data:`POINTMAZE_DATASET_ID`, 200 episodes, 10% expert);
 - :data:`POINTMAZE_LARGE_ENV_ID`, the large maze with a 15-cell path: :func:`make_pointmaze_large_env`,
   :func:`build_pointmaze_large_dataset` (:data:`POINTMAZE_LARGE_DATASET_ID`, small and noisy: 40
-  episodes, a quarter of them the expert's with heavy action noise).
+  episodes, a quarter of them the expert's with heavy action noise);
+- :data:`POINTMAZE_MEDIUM_ENV_ID`, the medium maze with a 10-move path, a held-out task of the learning
+  benchmark (nothing of EXPO's recipe was tuned on it): :func:`make_pointmaze_medium_env`,
+  :func:`build_pointmaze_medium_dataset` (:data:`POINTMAZE_MEDIUM_DATASET_ID`).
 
 The expert plans over maze cells (breadth-first search) and steers the ball with a PD controller, as
 the D4RL maze datasets were collected, with Gaussian action noise on top; it always reaches the goal.
@@ -71,11 +74,34 @@ POINTMAZE_LARGE_FIXED: list[list[int | str]] = [
 POINTMAZE_LARGE_START_CELL = (1, 1)
 POINTMAZE_LARGE_GOAL_CELL = (7, 9)
 
+POINTMAZE_MEDIUM_ENV_ID = "sb3_expo/PointMazeMediumFixed-v0"
+
+# Episode limit: the noisy expert needs 175-210 steps (mean 193 over 50 episodes); 330 leaves it 1.7x that.
+POINTMAZE_MEDIUM_MAX_EPISODE_STEPS = 330
+
+# Gymnasium-Robotics' medium maze (``maps.MEDIUM_MAZE``, as ``PointMaze_Medium-v3``) with D4RL's AntMaze
+# evaluation start "r" (top left) and goal "g" (bottom right), in opposite corners: the shortest path has 11
+# cells (10 moves, six turns; no two cells of this maze are more than 11 moves apart) and passes the openings
+# of a dead end at the top right and of a detour round the bottom left.
+POINTMAZE_MEDIUM_FIXED: list[list[int | str]] = [
+    [1, 1, 1, 1, 1, 1, 1, 1],
+    [1, "r", 0, 1, 1, 0, 0, 1],
+    [1, 0, 0, 1, 0, 0, 0, 1],
+    [1, 1, 0, 0, 0, 1, 1, 1],
+    [1, 0, 0, 1, 0, 0, 0, 1],
+    [1, 0, 1, 0, 0, 1, 0, 1],
+    [1, 0, 0, 0, 1, 0, "g", 1],
+    [1, 1, 1, 1, 1, 1, 1, 1],
+]
+POINTMAZE_MEDIUM_START_CELL = (1, 1)
+POINTMAZE_MEDIUM_GOAL_CELL = (6, 6)
+
 
 def create_pointmaze(**kwargs: Any) -> gym.Env:
     """
-    Entry point of :data:`POINTMAZE_ENV_ID` and :data:`POINTMAZE_LARGE_ENV_ID`: Gymnasium-Robotics' ``PointMazeEnv`` with
-    ``info["is_success"]``. Prefer :func:`make_pointmaze_env` or ``gym.make``, which add the time limit.
+    Entry point of :data:`POINTMAZE_ENV_ID`, :data:`POINTMAZE_MEDIUM_ENV_ID` and :data:`POINTMAZE_LARGE_ENV_ID`:
+    Gymnasium-Robotics' ``PointMazeEnv`` with ``info["is_success"]``. Prefer :func:`make_pointmaze_env` or
+    ``gym.make``, which add the time limit.
 
     :param kwargs: ``PointMazeEnv`` arguments (the registered ones fix the maze, sparse reward, termination)
     :return: the environment, without time limit
@@ -118,6 +144,22 @@ def make_pointmaze_large_env(max_episode_steps: int = POINTMAZE_LARGE_MAX_EPISOD
     return gym.make(POINTMAZE_LARGE_ENV_ID, max_episode_steps=max_episode_steps, **kwargs)
 
 
+def make_pointmaze_medium_env(max_episode_steps: int = POINTMAZE_MEDIUM_MAX_EPISODE_STEPS, **kwargs: Any) -> gym.Env:
+    """
+    The held-out PointMaze task: ``PointMaze_Medium-v3``'s maze and dynamics with one start cell (top
+    left) and one goal cell (bottom right, 10 moves of path away), reward 1 on reaching the goal and 0
+    otherwise, and termination there, as :func:`make_pointmaze_env`. Dict observations: use
+    ``"MultiInputPolicy"``.
+
+    :param max_episode_steps: time limit (truncation). The default leaves the noisy expert about 1.7x
+        the steps it needs
+    :param kwargs: overrides of ``PointMazeEnv`` arguments (e.g. ``render_mode="rgb_array"``)
+    :return: the environment, as ``gym.make(POINTMAZE_MEDIUM_ENV_ID, max_episode_steps=...)``
+    :raises ImportError: Gymnasium-Robotics or MuJoCo is not installed (the message names the extra)
+    """
+    return gym.make(POINTMAZE_MEDIUM_ENV_ID, max_episode_steps=max_episode_steps, **kwargs)
+
+
 # ---------------------------------------------------------------------------------------- offline datasets
 
 # v1: 10% expert episodes (v0 had 30%, with which imitation alone already reached the goal 60-80% of the time).
@@ -130,6 +172,11 @@ POINTMAZE_LARGE_DATASET_ID = "sb3_expo/pointmaze-large-noisy-v0"
 LARGE_N_EPISODES = 40
 LARGE_EXPERT_FRACTION = 0.25
 LARGE_NOISE_STD = 1.0
+
+POINTMAZE_MEDIUM_DATASET_ID = "sb3_expo/pointmaze-medium-noisy-v0"
+MEDIUM_N_EPISODES = 100
+MEDIUM_EXPERT_FRACTION = 0.4
+MEDIUM_NOISE_STD = 1.0
 
 # Before writing a dataset, the builders run the expert and uniformly random actions for this many
 # episodes each and refuse a task the expert solves less often than MIN_EXPERT_SUCCESS, or random
@@ -320,6 +367,11 @@ POINTMAZE_LARGE_RECIPE = _maze_recipe(
     "build_pointmaze_large_dataset",
     MixtureSettings(LARGE_N_EPISODES, LARGE_EXPERT_FRACTION, LARGE_NOISE_STD, check_episodes=DEFAULT_CHECK_EPISODES),
 )
+POINTMAZE_MEDIUM_RECIPE = _maze_recipe(
+    make_pointmaze_medium_env,
+    "build_pointmaze_medium_dataset",
+    MixtureSettings(MEDIUM_N_EPISODES, MEDIUM_EXPERT_FRACTION, MEDIUM_NOISE_STD, check_episodes=DEFAULT_CHECK_EPISODES),
+)
 
 
 def build_pointmaze_dataset(dataset_id: str = POINTMAZE_DATASET_ID, overwrite: bool = False, **settings: Any) -> Any:
@@ -370,6 +422,22 @@ def build_pointmaze_large_dataset(
     return POINTMAZE_LARGE_RECIPE.build(dataset_id, overwrite, **settings)
 
 
+def build_pointmaze_medium_dataset(
+    dataset_id: str = POINTMAZE_MEDIUM_DATASET_ID, overwrite: bool = False, **settings: Any
+) -> Any:
+    """
+    Record the noisy offline dataset of :data:`POINTMAZE_MEDIUM_ENV_ID` (the medium maze, 10 moves
+    from start to goal) as a local Minari dataset: by default 100 episodes (about 28k transitions,
+    recorded in about 10 s), each the :class:`PointMazeExpert`'s with probability 0.4 (about 195 steps
+    to the goal) and otherwise the :class:`PointMazeWanderer`'s (roaming until the 330-step limit), both
+    with action noise of std 1 (which bends the expert's paths without stopping it: it still always
+    arrives). The benchmark's diffusion base imitating all of it reached the goal in 5-15% of episodes
+    after 10k steps (3 seeds), never after 3000. The arguments, the checks and the result are those of
+    :func:`build_pointmaze_dataset`.
+    """
+    return POINTMAZE_MEDIUM_RECIPE.build(dataset_id, overwrite, **settings)
+
+
 _MAZE_KWARGS = dict(reward_type="sparse", continuing_task=False, reset_target=False)
 # The gymnasium ids of this family (sb3_expo.tasks registers them).
 ENV_REGISTRATIONS = [
@@ -385,6 +453,16 @@ ENV_REGISTRATIONS = [
         max_episode_steps=POINTMAZE_LARGE_MAX_EPISODE_STEPS,
         kwargs=dict(maze_map=POINTMAZE_LARGE_FIXED, **_MAZE_KWARGS),
     ),
+    dict(
+        id=POINTMAZE_MEDIUM_ENV_ID,
+        entry_point=f"{__name__}:create_pointmaze",
+        max_episode_steps=POINTMAZE_MEDIUM_MAX_EPISODE_STEPS,
+        kwargs=dict(maze_map=POINTMAZE_MEDIUM_FIXED, **_MAZE_KWARGS),
+    ),
 ]
 # The datasets built locally: id -> builder.
-LOCAL_DATASETS = {POINTMAZE_DATASET_ID: build_pointmaze_dataset, POINTMAZE_LARGE_DATASET_ID: build_pointmaze_large_dataset}
+LOCAL_DATASETS = {
+    POINTMAZE_DATASET_ID: build_pointmaze_dataset,
+    POINTMAZE_LARGE_DATASET_ID: build_pointmaze_large_dataset,
+    POINTMAZE_MEDIUM_DATASET_ID: build_pointmaze_medium_dataset,
+}
