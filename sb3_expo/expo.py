@@ -26,6 +26,7 @@ from sb3_expo.buffers import OfflineMixingMixin
 from sb3_expo.checks import check_image_observations
 from sb3_expo.critics import random_subsets
 from sb3_expo.data import OfflineSource, OfflineTransitions, RewardTransform
+from sb3_expo.loading import ReloadChecks
 from sb3_expo.offline import DEFAULT_OFFLINE_RATIO, OfflineToOnline, choose_replay_buffer_class
 from sb3_expo.policies import ExpoPolicy, MlpPolicy, MultiInputPolicy
 from sb3_expo.safeguards import Safeguards
@@ -40,6 +41,7 @@ from sb3_expo.update import (
     set_learning_rate,
     td_target,
 )
+from sb3_expo.validation import check_algorithm_settings
 
 __all__ = ["DEFAULT_OFFLINE_RATIO", "EXPO", "LOG_ENT_COEF_MAX", "LOG_ENT_COEF_MIN", "cosine_decay", "td_target"]
 
@@ -83,7 +85,7 @@ def _read_from_policy_kwargs(name: str) -> property:
     return property(lambda self: self.policy_kwargs[name], doc=f"``{name}``, read back from ``policy_kwargs`` (its one home)")
 
 
-class EXPO(Safeguards, OfflineToOnline, OffPolicyAlgorithm):
+class EXPO(ReloadChecks, Safeguards, OfflineToOnline, OffPolicyAlgorithm):
     """
     Expressive Policy Optimization (EXPO): online RL with an expressive diffusion policy, without back-propagating
     Q through the denoising chain. Paper: https://arxiv.org/abs/2507.07986. The algorithm: ``docs/algorithm.md``.
@@ -238,6 +240,7 @@ class EXPO(Safeguards, OfflineToOnline, OffPolicyAlgorithm):
         return super()._get_policy_from_name(policy_name)
 
     def _setup_model(self) -> None:
+        check_algorithm_settings(vars(self))
         check_update_schedule(self.gradient_steps, self.policy_delay, self.base_ema_rate, self.base_imitates)
         reward_transform = RewardTransform(self.reward_scale, self.reward_shift)
         self.replay_buffer_kwargs = dict(self.replay_buffer_kwargs)  # EXPO adds keys: the caller's dict stays as given

@@ -16,6 +16,7 @@ from typing import Any, NamedTuple
 import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.policies import BasePolicy
+from stable_baselines3.common.preprocessing import is_image_space
 from stable_baselines3.common.torch_layers import (
     BaseFeaturesExtractor,
     CombinedExtractor,
@@ -29,6 +30,7 @@ from torch.nn import functional as F
 from sb3_expo.backend import Linear, compile_graph, cpu_chunk_rows
 from sb3_expo.critics import CriticEnsemble, mlp_layers, random_subsets
 from sb3_expo.diffusion import DiffusionPolicy, xavier_uniform_
+from sb3_expo.validation import check_policy_options
 
 
 class CandidateNoise(NamedTuple):
@@ -120,6 +122,28 @@ class EditActor(nn.Module):
         return self.edit_scale * th.tanh(gaussian_sample), log_prob
 
 
+def check_no_image_keys(
+    observation_space: spaces.Space, extractor_class: type[BaseFeaturesExtractor], extractor_kwargs: dict[str, Any]
+) -> None:
+    """
+    Refuse image keys of a Dict observation before SB3's ``CombinedExtractor`` puts a CNN on them: EXPO has no
+    convolutional policy (its networks would each need their own CNN), and a small image made SB3's CNN fail with a
+    kernel-size error that named neither EXPO nor the key.
+    """
+    if not (isinstance(observation_space, spaces.Dict) and issubclass(extractor_class, CombinedExtractor)):
+        return
+    normalized = extractor_kwargs.get("normalized_image", False)
+    images = [key for key, space in observation_space.spaces.items() if is_image_space(space, normalized_image=normalized)]
+    if images:
+        shapes = ", ".join(f"{key!r} {observation_space[key].shape}" for key in images)
+        raise ValueError(
+            f"EXPO has no convolutional policy, and the Dict observation has image keys ({shapes}) that "
+            "MultiInputPolicy's CombinedExtractor would give a CNN. Drop them (the env's low-dimensional state is what "
+            "EXPO learns from), or turn them into float vectors with a wrapper (gymnasium's TransformObservation / "
+            "FlattenObservation) so that they are read flattened."
+        )
+
+
 def default_optimizer_kwargs(optimizer_class: type[th.optim.Optimizer]) -> dict[str, Any]:
     """Adam and AdamW step with their fused kernel (CPU and GPU): the same update, far fewer kernel launches."""
     return {"fused": True} if optimizer_class in (th.optim.Adam, th.optim.AdamW) else {}
@@ -201,15 +225,7 @@ class ExpoPolicy(BasePolicy):
             squash_output=True,
             normalize_images=normalize_images,
         )
-        if not 1 <= critic_subset_size <= n_critics:
-            raise ValueError(f"critic_subset_size must be in [1, n_critics={n_critics}], got {critic_subset_size}")
-        if not 0 <= n_edit_samples <= n_base_samples or n_base_samples < 1:
-            raise ValueError(
-                f"Need 0 <= n_edit_samples <= n_base_samples and n_base_samples >= 1 (the edit actor edits the first K of "
-                f"the N base samples), got n_base_samples={n_base_samples}, n_edit_samples={n_edit_samples}"
-            )
-        if not (math.isfinite(edit_scale) and edit_scale > 0):
-            raise ValueError(f"edit_scale (β) must be a finite number > 0, got {edit_scale}")
+        check_policy_options(locals())
         if edit_scale > 1:
             warnings.warn(
                 f"edit_scale (β) = {edit_scale} > 1: an edit can move an action by more than half the width of the action "
@@ -217,8 +233,6 @@ class ExpoPolicy(BasePolicy):
                 "0.05-0.7.",
                 stacklevel=2,
             )
-        if diffusion_steps < 1:
-            raise ValueError(f"diffusion_steps (T) must be >= 1, got {diffusion_steps} (the paper: 10)")
 
         self.net_arch = [256, 256, 256] if net_arch is None else net_arch
         self.activation_fn = activation_fn
@@ -242,6 +256,7 @@ class ExpoPolicy(BasePolicy):
         self._propose, self._select_action = self._propose_eager, self._select_action_eager
 
     def _build(self, lr_schedule: Schedule) -> None:
+        check_no_image_keys(self.observation_space, self.features_extractor_class, self.features_extractor_kwargs)
         self.features_extractor = self.make_features_extractor()
         if any(True for _ in self.features_extractor.parameters()):
             raise ValueError(
