@@ -34,7 +34,7 @@ from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from benchmarks.learning.tasks import Task
 from sb3_expo import EXPO
 from sb3_expo.buffers import DictOfflineReplayBuffer, OfflineReplayBuffer
-from sb3_expo.data import OfflineTransitions, RewardTransform, load_minari
+from sb3_expo.data import OfflineTransitions, RewardTransform, load_offline_dataset
 from sb3_expo.evaluation import BasePolicyActor
 from sb3_expo.rlpd import RLPD
 
@@ -42,8 +42,11 @@ OFFLINE_RATIO = 0.5
 
 
 def load_offline(task: Task) -> OfflineTransitions:
-    """The task's offline data, loaded once per job and given to every method the same way."""
-    return load_minari(task.dataset_id)
+    """
+    The task's offline data, loaded once per job and given to every method the same way: a Minari id, or the path
+    of a D4RL / robomimic ``.hdf5`` file (``lift``'s robomimic-format file), as EXPO's ``offline_dataset`` names data.
+    """
+    return load_offline_dataset(task.dataset_id)
 
 
 def common_kwargs(task: Task, env: gym.Env, seed: int, device: str, buffer_size: int) -> dict[str, Any]:

@@ -18,6 +18,8 @@ its wrappers and its dataset builder:
   ended at success, with mixed scripted data built locally (``sb3_expo/fetchpush-noisy-v0``); Dict observations.
 - :mod:`~sb3_expo.tasks.pickandplace`: ``sb3_expo/FetchPickAndPlaceTerminal-v0``, FetchPickAndPlace with its
   sparse reward, ended at success, with mixed scripted grasps built locally (``sb3_expo/pickandplace-noisy-v0``).
+- :mod:`~sb3_expo.tasks.lift`: ``sb3_expo/LiftSparse-v0``, robosuite's Lift with its sparse 0/1 reward, ended at
+  success, with mixed scripted data recorded locally as a robomimic-format file (``lift_dataset_path()``).
 
 Every task reports ``info["is_success"]``, so SB3 logs ``rollout/success_rate`` and ``EvalCallback``
 ``eval/success_rate``. Simulators are imported only when an env is created: Gymnasium-Robotics and
@@ -33,7 +35,7 @@ from typing import Any
 import gymnasium as gym
 
 from sb3_expo.data.minari import load_or_build
-from sb3_expo.tasks import adroit, antmaze, fetchpush, pickandplace, pointmaze, robomimic
+from sb3_expo.tasks import adroit, antmaze, fetchpush, lift, pickandplace, pointmaze, robomimic
 from sb3_expo.tasks.adroit import (
     ADROIT_BINARY_TASKS,
     adroit_binary_dataset_id,
@@ -70,7 +72,7 @@ __all__ = [
     "register_envs",
 ]
 
-FAMILIES = (pointmaze, fetchpush, pickandplace, antmaze, adroit, robomimic)
+FAMILIES = (pointmaze, fetchpush, lift, pickandplace, antmaze, adroit, robomimic)
 
 # Datasets built on this machine instead of downloaded: id -> builder (each takes ``overwrite=``).
 LOCAL_DATASETS: dict[str, Callable[..., Any]] = {
