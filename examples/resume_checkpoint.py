@@ -1,8 +1,9 @@
 """Resume EXPO from a checkpoint in a new process, exactly as if training had never stopped.
 
 A checkpoint of sb3_expo.checkpoints.CheckpointCallback is a folder: the model zip (networks, EMA base,
-target critics, optimisers, temperature, counters), the replay buffer and state.pkl (the torch / numpy /
-random generators, the env's generator, the logger's run). resume() puts all of it back, and the resumed
+target critics, optimisers, temperature, counters), the replay buffer, state.json + arrays.npz (the torch /
+numpy / random generators, the env's generator, the logger's run) and manifest.json (a SHA-256 per file,
+checked by resume()). resume() puts all of it back, and the resumed
 run computes the same parameters, bit for bit on a CPU, as a run never interrupted
 (tests/test_resume.py). Checkpoints are taken at episode ends (every 1000 steps here: Pendulum's
 episodes are 200 steps), the newest two kept; offline data is never in them: it is reloaded from its id or path.

@@ -3,12 +3,12 @@ Saving that survives being interrupted, and resuming that continues a run exactl
 
 Every file is written under a temporary name, then renamed (:func:`~sb3_expo.safeguards.write_atomically`).
 :class:`CheckpointCallback` writes checkpoints (model, replay buffer, every generator's state) from
-which :func:`resume` continues a run as if it had never stopped.
+which :func:`resume` continues a run as if it had never stopped. Checkpoint state is data (JSON, ``.npz``
+without pickles: :mod:`sb3_expo.safe_state`), and every file is checked against its SHA-256 before it is loaded.
 """
 
 import os
 import pathlib
-import pickle
 import random
 import re
 import shutil
@@ -32,16 +32,36 @@ from stable_baselines3.common.type_aliases import GymEnv
 from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 
 from sb3_expo.expo import EXPO
-from sb3_expo.safeguards import write_atomically
+from sb3_expo.safe_state import (
+    ARRAYS_FILE,
+    MANIFEST_FILE,
+    STATE_FILE,
+    CheckpointCorruptedError,
+    read_state,
+    verify_manifest,
+    write_manifest,
+    write_state,
+)
+from sb3_expo.safeguards import remove_stale_temporaries, temporary_path, write_atomically
 
-__all__ = ["CheckpointCallback", "latest_checkpoint", "list_checkpoints", "remaining_timesteps", "resume", "write_atomically"]
+__all__ = [
+    "CheckpointCallback",
+    "CheckpointCorruptedError",
+    "latest_checkpoint",
+    "list_checkpoints",
+    "remaining_timesteps",
+    "resume",
+    "write_atomically",
+]
 
 
 # ------------------------------------------------------------------------------------- exact resume
 
-CHECKPOINT_FILES = ("model.zip", "replay_buffer.pkl", "state.pkl")
+# The files a manifest lists (with their SHA-256), and all the files of a checkpoint.
+HASHED_FILES = ("model.zip", "replay_buffer.pkl", STATE_FILE, ARRAYS_FILE)
+CHECKPOINT_FILES = (*HASHED_FILES, MANIFEST_FILE)
 _CHECKPOINT_NAME = re.compile(r"(?P<prefix>.+)_(?P<steps>\d+)_steps")
-_STATE_FORMAT = 1
+_STATE_FORMAT = 2  # 1: state.pkl (a pickle, no longer read: unpickling can run code)
 
 
 def rng_state() -> dict[str, Any]:
@@ -93,11 +113,42 @@ def _logger_state(model: BaseAlgorithm) -> dict[str, Any] | None:
     return {"dir": logger.get_dir(), "formats": kinds}
 
 
+def _vec_normalize_state(model: BaseAlgorithm) -> dict[str, Any] | None:
+    """The running statistics of the model's VecNormalize (its settings come with the env given to :func:`resume`)."""
+    vec_normalize = model.get_vec_normalize_env()
+    if vec_normalize is None:
+        return None
+    statistics = lambda rms: {"mean": rms.mean, "var": rms.var, "count": rms.count}  # noqa: E731
+    obs_rms = getattr(vec_normalize, "obs_rms", None)
+    if isinstance(obs_rms, dict):
+        return {
+            "obs_rms": {key: statistics(rms) for key, rms in obs_rms.items()},
+            "ret_rms": statistics(vec_normalize.ret_rms),
+        }
+    return {"obs_rms": None if obs_rms is None else statistics(obs_rms), "ret_rms": statistics(vec_normalize.ret_rms)}
+
+
+def _restore_vec_normalize(vec_normalize: Any, saved: dict[str, Any]) -> None:
+    """Put back the statistics of :func:`_vec_normalize_state` (copies: the arrays are updated in place later)."""
+
+    def put(rms: Any, values: dict[str, Any]) -> None:
+        rms.mean, rms.var, rms.count = np.array(values["mean"]), np.array(values["var"]), values["count"]
+
+    if isinstance(getattr(vec_normalize, "obs_rms", None), dict):  # Dict observations: one per key
+        for key, values in saved["obs_rms"].items():
+            put(vec_normalize.obs_rms[key], values)
+    elif saved["obs_rms"] is not None:
+        put(vec_normalize.obs_rms, saved["obs_rms"])
+    put(vec_normalize.ret_rms, saved["ret_rms"])
+
+
 def save_checkpoint(model: BaseAlgorithm, path: str | os.PathLike, env_rng: list[dict[str, Any]] | None) -> pathlib.Path:
     """
-    Write a checkpoint folder: ``model.zip``, ``replay_buffer.pkl`` and ``state.pkl`` (every RNG state,
-    the env's RNG before its last reset, VecNormalize statistics, the logger's run). The folder is
-    written under a temporary name and renamed, so ``path`` is either absent or complete.
+    Write a checkpoint folder: ``model.zip`` and ``replay_buffer.pkl`` (SB3's formats), ``state.json`` and
+    ``arrays.npz`` (every RNG state, the env's RNG before its last reset, VecNormalize statistics, the logger's run:
+    data that cannot run code when read) and ``manifest.json`` (the SHA-256 of each file, checked by :func:`resume`).
+    The folder is written under a name of its own and renamed, so ``path`` is either absent or complete, also when
+    several saves to ``path`` run at once.
 
     Meant to be called between two updates, when the last env step has ended the episode of every env
     (the rule of :class:`CheckpointCallback`); :func:`resume` checks that a fresh env reset from the saved
@@ -110,29 +161,46 @@ def save_checkpoint(model: BaseAlgorithm, path: str | os.PathLike, env_rng: list
     :return: ``path``
     """
     destination = pathlib.Path(path)
-    temporary = destination.with_name(f".{destination.name}.{os.getpid()}.tmp")
-    shutil.rmtree(temporary, ignore_errors=True)
+    remove_stale_temporaries(destination)
+    temporary = temporary_path(destination)
     temporary.mkdir(parents=True)
     try:
         model.save(temporary / "model.zip")
         model.save_replay_buffer(temporary / "replay_buffer.pkl")  # type: ignore[attr-defined]
-        vec_normalize = model.get_vec_normalize_env()
         state = {
             "format": _STATE_FORMAT,
             "num_timesteps": model.num_timesteps,
             "rng": rng_state(),
             "action_space_rng": model.action_space.np_random.bit_generator.state,
             "env_rng": env_rng,
-            "vec_normalize": None if vec_normalize is None else vec_normalize.__getstate__(),
+            "vec_normalize": _vec_normalize_state(model),
             "logger": _logger_state(model),
         }
-        write_atomically(temporary / "state.pkl", "pkl", lambda file: pickle.dump(state, file))
-        if destination.exists():
-            shutil.rmtree(destination)
-        os.replace(temporary, destination)
+        write_state(temporary, state)
+        write_manifest(temporary, HASHED_FILES)
+        _replace_folder(temporary, destination)
     finally:
         shutil.rmtree(temporary, ignore_errors=True)
     return destination
+
+
+def _replace_folder(source: pathlib.Path, destination: pathlib.Path) -> None:
+    """
+    Rename ``source`` to ``destination``, moving an existing ``destination`` aside first (a folder cannot be renamed
+    onto a non-empty one). Retried, for a concurrent save may put its folder there in between.
+    """
+    for _ in range(100):
+        try:
+            os.replace(source, destination)
+            return
+        except OSError:  # ENOTEMPTY / EEXIST: a destination is there
+            old = temporary_path(destination)
+            try:
+                os.replace(destination, old)
+            except FileNotFoundError:
+                continue  # another save moved it aside: try again
+            shutil.rmtree(old, ignore_errors=True)
+    raise RuntimeError(f"Could not rename {source} to {destination}: other saves kept replacing it")
 
 
 def _is_checkpoint(path: pathlib.Path) -> bool:
@@ -159,6 +227,12 @@ def latest_checkpoint(path: str | os.PathLike) -> pathlib.Path:
     path = pathlib.Path(path)
     if _is_checkpoint(path):
         return path
+    if (path / "state.pkl").is_file():
+        raise CheckpointCorruptedError(
+            f"{path} was written by an earlier sb3_expo (state.pkl): resume no longer unpickles checkpoint state, since "
+            "unpickling can run code. Resume it with the version that wrote it, or start again from its model.zip and "
+            "replay_buffer.pkl (EXPO.load, load_replay_buffer: SB3's pickles, load only your own)."
+        )
     for folder in (path, path / "checkpoints"):
         found = list_checkpoints(folder) if folder.is_dir() else []
         if found:
@@ -176,10 +250,11 @@ class CheckpointCallback(BaseCallback):
 
     A checkpoint is the folder ``<save_path>/<name_prefix>_<steps>_steps/`` with the model zip (networks,
     EMA base, target critics, optimisers, temperature, step and update counters, learning-rate
-    progress, action noise, episode statistics), the replay buffer and ``state.pkl`` (torch / numpy /
-    ``random`` generators, the action space's generator, the env's ``np_random``, VecNormalize
-    statistics, the logger's run folder). Folders are written under a temporary name and renamed, so a
-    kill at any instant leaves complete checkpoints only; the ``keep_last`` newest are kept.
+    progress, action noise, episode statistics), the replay buffer, ``state.json`` and ``arrays.npz``
+    (torch / numpy / ``random`` generators, the action space's generator, the env's ``np_random``,
+    VecNormalize statistics, the logger's run folder: data, never unpickled) and ``manifest.json`` (the
+    SHA-256 of every file, checked by :func:`resume`). Folders are written under a temporary name and
+    renamed, so a kill at any instant leaves complete checkpoints only; the ``keep_last`` newest are kept.
 
     **The rule**: a checkpoint is taken between two updates, at the first rollout start at which at
     least ``save_freq`` env steps have passed since the last one *and every env has just started a
@@ -285,7 +360,7 @@ def _restore_env(model: BaseAlgorithm, state: dict[str, Any], strict: bool) -> N
     saved = model._last_obs  # type: ignore[attr-defined]
     if vec_normalize is not None:
         observation, saved = vec_normalize.get_original_obs(), model._last_original_obs  # type: ignore[attr-defined]
-        vec_normalize.__dict__.update(state["vec_normalize"])  # reset() updated its statistics: back to the saved ones
+        _restore_vec_normalize(vec_normalize, state["vec_normalize"])  # reset() updated its statistics: back to the saved
         vec_normalize.returns = np.zeros(env.num_envs)
     same = all(
         np.array_equal(observation[key], saved[key]) for key in saved  # type: ignore[index]
@@ -354,16 +429,20 @@ def resume(
     """
     algorithm = EXPO if algorithm is None else algorithm
     checkpoint = latest_checkpoint(path)
-    with open(checkpoint / "state.pkl", "rb") as file:
-        state = pickle.load(file)
+    verify_manifest(checkpoint, HASHED_FILES)  # before anything is read: a changed file is named, not loaded
+    state = read_state(checkpoint)
     if state.get("format") != _STATE_FORMAT:
-        raise ValueError(f"{checkpoint}/state.pkl has format {state.get('format')}, this version reads {_STATE_FORMAT}")
+        raise CheckpointCorruptedError(
+            f"{checkpoint}/{STATE_FILE} has format {state.get('format')}, this version reads {_STATE_FORMAT}"
+        )
     if isinstance(env, str):
         env = gym.make(env)
     model = algorithm.load(checkpoint / "model.zip", env=env, device=device, force_reset=False, **kwargs)
     model.load_replay_buffer(checkpoint / "replay_buffer.pkl")  # type: ignore[attr-defined]
     if model.num_timesteps != state["num_timesteps"]:
-        raise ValueError(f"{checkpoint}: model.zip is at {model.num_timesteps} steps, state.pkl at {state['num_timesteps']}")
+        raise ValueError(
+            f"{checkpoint}: model.zip is at {model.num_timesteps} steps, {STATE_FILE} at {state['num_timesteps']}"
+        )
     _restore_env(model, state, strict)
     _restore_logger(model, state)
     # Last: loading the model re-seeded every generator, and the env's reset may draw from numpy's global one.

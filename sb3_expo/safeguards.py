@@ -3,14 +3,63 @@ What a long run needs from an SB3 off-policy algorithm beyond SB3 itself: saves 
 and env steps checked before they enter the replay buffer. A mixin, placed before the SB3 algorithm class.
 """
 
+import glob
 import io
 import os
 import pathlib
+import secrets
+import shutil
+import threading
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
 from stable_baselines3.common.buffers import ReplayBuffer
+
+# A temporary file or folder of a save is stale (left by a killed save) once its process is gone and it has not been
+# written to for this long, or after a day whatever its process id says (it may be another machine's).
+STALE_AFTER_S, STALE_ANYWAY_AFTER_S = 60.0, 86400.0
+
+
+def temporary_path(destination: pathlib.Path) -> pathlib.Path:
+    """
+    A temporary name beside ``destination`` that no other save uses: ``.<name>.<pid>-<thread>-<random>.tmp``. Two
+    saves to one path (threads, or processes sharing a run folder) wrote the same temporary file, and one renamed
+    the other's half-written file into place.
+    """
+    return destination.with_name(f".{destination.name}.{os.getpid()}-{threading.get_ident()}-{secrets.token_hex(4)}.tmp")
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def _is_stale(path: pathlib.Path, prefix: str) -> bool:
+    try:
+        age = time.time() - path.stat().st_mtime
+    except FileNotFoundError:  # its save just finished
+        return False
+    pid = path.name[len(prefix) : -len(".tmp")].split("-")[0]
+    dead = not pid.isdigit() or not _process_alive(int(pid))
+    return age > STALE_ANYWAY_AFTER_S or (dead and age > STALE_AFTER_S)
+
+
+def remove_stale_temporaries(destination: pathlib.Path) -> None:
+    """Remove the temporary files and folders that killed saves to ``destination`` left (they can be the model's size)."""
+    prefix = f".{destination.name}."
+    for path in destination.parent.glob(f"{glob.escape(prefix)}*.tmp"):
+        if _is_stale(path, prefix):
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
 
 
 def write_atomically(
@@ -22,7 +71,9 @@ def write_atomically(
     SB3 opens the destination for writing first, so a process killed while it writes (a cluster
     preemption, Ctrl-C at the wrong moment) leaves a truncated file in place of the last good one. A
     rename within a folder is atomic: after a crash at any instant, ``path`` holds either the previous
-    file or the complete new one.
+    file or the complete new one. Each save writes its own temporary file (:func:`temporary_path`), so
+    concurrent saves to one path leave one of the complete files; temporary files that killed saves left
+    are removed (:func:`remove_stale_temporaries`).
 
     :param path: the destination, as SB3 takes it: without a suffix, ``.{suffix}`` is appended (SB3's rule).
         A file object is written to directly (its owner decides what is atomic).
@@ -36,7 +87,8 @@ def write_atomically(
     if destination.suffix == "":
         destination = destination.with_name(f"{destination.name}.{suffix}")
     destination.parent.mkdir(parents=True, exist_ok=True)
-    temporary = destination.with_name(f".{destination.name}.{os.getpid()}.tmp")
+    remove_stale_temporaries(destination)
+    temporary = temporary_path(destination)
     try:
         with open(temporary, "wb") as file:
             write(file)
@@ -47,22 +99,70 @@ def write_atomically(
         temporary.unlink(missing_ok=True)
 
 
+def _finite(observation: Any) -> bool:
+    values = observation.values() if isinstance(observation, dict) else [observation]
+    return all(np.isfinite(value).all() for value in values)
+
+
+def describe_env(env: Any) -> str:
+    """The env for a message: its gymnasium repr (``<TimeLimit<PendulumEnv<Pendulum-v1>>>``), else its id or class."""
+    inner = env
+    while hasattr(inner, "venv"):  # VecEnv wrappers (VecNormalize, ...)
+        inner = inner.venv
+    if getattr(inner, "envs", None):
+        return str(inner.envs[0])
+    try:
+        spec = inner.get_attr("spec", indices=[0])[0]
+    except (AttributeError, IndexError):
+        spec = None
+    return spec.id if spec is not None else type(inner).__name__
+
+
+def non_finite_part(
+    last_obs: Any, new_obs: Any, reward: np.ndarray, dones: np.ndarray, infos: list[dict[str, Any]]
+) -> str | None:
+    """
+    What of a transition about to be stored is NaN/inf, or None. SB3 stores ``last_obs`` (the first one of a run is
+    the env's reset), the reward, and as next observation ``new_obs`` or, where an episode ended, the info's
+    ``terminal_observation``: all three enter the buffer, so all are checked.
+    """
+    if last_obs is not None and not _finite(last_obs):
+        return "observation (the reset observation the episode started from)"
+    if not np.isfinite(reward).all():
+        return "reward"
+    if not _finite(new_obs):
+        return "observation"
+    for index in np.flatnonzero(dones):
+        terminal = infos[index].get("terminal_observation")
+        if terminal is not None and not _finite(terminal):
+            return f"observation (the last one of an episode of env {index}: info['terminal_observation'])"
+    return None
+
+
+def non_finite_error(what: str, env_step: int, env_name: str = "The env") -> ValueError:
+    """The error for a non-finite part of a transition: what it was, when, from which env, and how to go on."""
+    return ValueError(
+        f"{env_name} returned a non-finite {what} at env step {env_step}. It was not stored: the replay buffer and the "
+        "model are unchanged. Fix the env (or clip/normalise its output) and continue with model.set_env(env) and "
+        "model.learn(..., reset_num_timesteps=False)."
+    )
+
+
 def check_finite_env_step(reward: np.ndarray, new_obs: np.ndarray | dict[str, np.ndarray], env_step: int) -> None:
     """Refuse a non-finite reward or observation before it enters the replay buffer (it would poison every batch)."""
-    observations = new_obs.values() if isinstance(new_obs, dict) else [new_obs]
-    for what, values in [("reward", [reward]), ("observation", observations)]:
-        if not all(np.isfinite(value).all() for value in values):
-            raise ValueError(
-                f"The env returned a non-finite {what} at env step {env_step}. It was not stored: the replay buffer and "
-                "the model are unchanged. Fix the env (or clip/normalise its output) and continue with "
-                "model.set_env(env) and model.learn(..., reset_num_timesteps=False)."
-            )
+    what = non_finite_part(None, new_obs, reward, np.zeros(len(reward), dtype=bool), [])
+    if what is not None:
+        raise non_finite_error(what, env_step)
 
 
 class Safeguards:
     """Atomic :meth:`save` / :meth:`save_replay_buffer`, and :func:`check_finite_env_step` on every stored transition."""
 
     num_timesteps: int
+    env: Any
+    _vec_normalize_env: Any
+    _last_obs: Any
+    _last_original_obs: Any
 
     def _store_transition(
         self,
@@ -73,8 +173,16 @@ class Safeguards:
         dones: np.ndarray,
         infos: list[dict[str, Any]],
     ) -> None:
-        """SB3's, after :func:`check_finite_env_step`: the model and the buffer stay as they were on a NaN."""
-        check_finite_env_step(reward, new_obs, self.num_timesteps)
+        """
+        SB3's, after :func:`non_finite_part` found every stored part finite (the observation, the reward, the next or
+        terminal observation): on a NaN the model and the buffer stay as they were, and learning can go on.
+        """
+        vec_normalize = self._vec_normalize_env  # then the buffer stores the original observations
+        last_obs = self._last_obs if vec_normalize is None else self._last_original_obs
+        stored_obs = new_obs if vec_normalize is None else vec_normalize.get_original_obs()
+        what = non_finite_part(last_obs, stored_obs, reward, dones, infos)
+        if what is not None:
+            raise non_finite_error(what, self.num_timesteps, f"The env {describe_env(self.env)}")
         super()._store_transition(replay_buffer, buffer_action, new_obs, reward, dones, infos)
 
     def save(

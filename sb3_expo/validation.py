@@ -83,6 +83,18 @@ def check_temperature(ent_coef: Any, target_entropy: Any) -> None:
         check_number("target_entropy", target_entropy, hint=" ('auto' or a finite number)")
 
 
+def check_train_freq(train_freq: Any) -> None:
+    """``n`` or ``(n, "step" | "episode")``, ``n >= 1`` (SB3 asserts it only when the first rollout starts)."""
+    frequency = train_freq
+    if isinstance(train_freq, tuple):
+        if len(train_freq) != 2:
+            raise ValueError(f"train_freq must be an int or a tuple (n, 'step' | 'episode'), got {train_freq!r}")
+        frequency, unit = train_freq
+        if getattr(unit, "value", unit) not in ("step", "episode"):  # a TrainFrequencyUnit after a load
+            raise ValueError(f"The unit of train_freq must be 'step' or 'episode', got {unit!r}")
+    check_int("train_freq", frequency, 1, " (env steps or episodes between two updates)")
+
+
 def check_algorithm_settings(settings: dict[str, Any]) -> None:
     """
     EXPO's own arguments and the SB3 ones it uses (the policy's are checked by
@@ -105,6 +117,7 @@ def check_algorithm_settings(settings: dict[str, Any]) -> None:
     if settings["policy_lr_decay_steps"] is not None:
         check_int("policy_lr_decay_steps", settings["policy_lr_decay_steps"], 1, " (or None: no decay)")
     check_learning_rate(settings["learning_rate"])
+    check_train_freq(settings["train_freq"])
     check_temperature(settings["ent_coef"], settings["target_entropy"])
     if settings["compile_mode"] not in COMPILE_MODES:
         raise ValueError(f"compile_mode must be one of {COMPILE_MODES}, got {settings['compile_mode']!r}")

@@ -5,6 +5,7 @@ One table of cases (``CATALOGUE``), and a seeded fuzz test over the constructor'
 """
 
 import math
+import random
 import warnings
 
 import gymnasium as gym
@@ -231,3 +232,60 @@ CATALOGUE = {
 @pytest.mark.parametrize("case", CATALOGUE.values(), ids=CATALOGUE.keys())
 def test_catalogue(case, tmp_path, tiny_kwargs):
     case(tmp_path, {**tiny_kwargs, "learning_starts": 10})
+
+
+# ------------------------------------------------------------------------------------------------------------ fuzz
+
+NAN, INF = math.nan, math.inf
+# Legal and illegal values of each constructor argument (a trial draws a few arguments, the rest stay tiny).
+FUZZ_VALUES = {
+    "batch_size": [1, 2, 16, 0, -1, 2.0, "16", None],
+    "buffer_size": [1, 100, 0, -5, 1.5],
+    "learning_starts": [0, 5, -1, 2.5],
+    "tau": [0.0, 0.005, 1.0, -0.1, 1.5, NAN, INF, "0.1"],
+    "gamma": [0.0, 0.99, 1.0, 1.01, NAN, -1],
+    "gradient_steps": [1, 2, -1, 0, -2, 1.5],
+    "policy_delay": [1, 2, 3, 0, -1, 2.0],
+    "offline_ratio": [0.0, 0.5, 1.0, NAN, -0.1, 2],
+    "reward_scale": [1.0, 0.0, -2.0, 100.0, NAN, INF],
+    "reward_shift": [0.0, -1.0, NAN, -INF],
+    "n_critics": [1, 2, 3, 0, -1, 2.0],
+    "critic_subset_size": [1, 2, 3, 0, 5],
+    "n_base_samples": [1, 3, 0, 2.0],
+    "n_edit_samples": [1, 2, 0, -1, 5, 1.0],
+    "edit_scale": [0.05, 0.7, 1.0, 0.0, -0.1, NAN, INF],
+    "diffusion_steps": [1, 4, 0, 2.5, -3],
+    "base_ema_rate": [0.001, 1.0, 0.0, 1.5, NAN],
+    "policy_lr_decay_steps": [None, 1, 100, 0, -5, 2.5],
+    "ent_coef": ["auto", "auto_0.1", 0.0, 0.2, "auto_0", "auto_x", -1.0, NAN, "fixed"],
+    "target_entropy": ["auto", -1.0, 0.0, NAN, "x"],
+    "learning_rate": [3e-4, 1e-3, 0.0, -1e-3, NAN, INF],
+    "train_freq": [1, 2, (1, "episode"), 0, -1],
+    "base_imitates": ["all", "offline_and_successes", "none"],
+    "stats_window_size": [1, 100, 0],
+}
+FUZZ_TRIALS = 80
+
+
+def fuzz_trial(rng: random.Random, tiny_kwargs: dict) -> tuple[dict, str]:
+    """One trial: a clear ValueError/TypeError at construction, or 40 env steps of learning with finite parameters."""
+    overrides = {name: rng.choice(FUZZ_VALUES[name]) for name in rng.sample(sorted(FUZZ_VALUES), rng.randint(1, 4))}
+    kwargs = {**tiny_kwargs, "learning_starts": 10, **overrides}
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # edit_scale > 1, batch sizes: warnings, not failures
+            model = EXPO("MlpPolicy", gym.make("Pendulum-v1", max_episode_steps=15), **kwargs)
+    except (ValueError, TypeError) as error:
+        assert str(error), overrides
+        return overrides, "refused"
+    model.learn(40)
+    assert all(th.isfinite(parameter).all() for parameter in model.policy.parameters()), overrides
+    return overrides, "trained"
+
+
+def test_fuzz_constructor_arguments(tiny_kwargs):
+    """Seeded: every trial is refused clearly at construction or learns finitely (no other outcome, no crash later)."""
+    rng = random.Random(24)
+    outcomes = [fuzz_trial(rng, tiny_kwargs) for _ in range(FUZZ_TRIALS)]
+    kinds = [outcome for _, outcome in outcomes]
+    assert kinds.count("refused") >= 5 and kinds.count("trained") >= 5, outcomes  # both sides are exercised
