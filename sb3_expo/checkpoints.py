@@ -227,6 +227,12 @@ def latest_checkpoint(path: str | os.PathLike) -> pathlib.Path:
     path = pathlib.Path(path)
     if _is_checkpoint(path):
         return path
+    missing = [name for name in CHECKPOINT_FILES if not (path / name).is_file()]
+    if any((path / name).is_file() for name in (STATE_FILE, ARRAYS_FILE, MANIFEST_FILE)):  # only checkpoints have them
+        raise CheckpointCorruptedError(
+            f"{path} is an incomplete checkpoint: {', '.join(missing)} missing. Resume from an earlier checkpoint, or "
+            "copy this one again from where it was written."
+        )
     if (path / "state.pkl").is_file():
         raise CheckpointCorruptedError(
             f"{path} was written by an earlier sb3_expo (state.pkl): resume no longer unpickles checkpoint state, since "

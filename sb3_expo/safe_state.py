@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 import torch as th
 
+from sb3_expo.safeguards import write_atomically
+
 STATE_FILE, ARRAYS_FILE, MANIFEST_FILE = "state.json", "arrays.npz", "manifest.json"
 _CHUNK = 1 << 20
 
@@ -72,12 +74,11 @@ def _decode(value: Any, arrays: Any) -> Any:
 
 
 def write_state(folder: pathlib.Path, state: dict[str, Any]) -> None:
-    """Write ``state`` as ``state.json`` and ``arrays.npz`` in ``folder``."""
+    """Write ``state`` as ``state.json`` and ``arrays.npz`` in ``folder`` (flushed to disk, as the model's zip is)."""
     arrays: dict[str, np.ndarray] = {}
     data = _encode(state, arrays)
-    (folder / STATE_FILE).write_text(json.dumps(data, indent=1))
-    with open(folder / ARRAYS_FILE, "wb") as file:
-        np.savez(file, **arrays)
+    write_atomically(folder / STATE_FILE, "json", lambda file: file.write(json.dumps(data, indent=1).encode()))
+    write_atomically(folder / ARRAYS_FILE, "npz", lambda file: np.savez(file, **arrays))  # type: ignore[arg-type]
 
 
 def read_state(folder: pathlib.Path) -> dict[str, Any]:
@@ -118,7 +119,7 @@ def write_manifest(folder: pathlib.Path, names: tuple[str, ...]) -> None:
     """``manifest.json``: the SHA-256 of each of ``names`` in ``folder``, and of that list itself."""
     files = {name: file_sha256(folder / name) for name in names}
     manifest = {"format": 2, "files": files, "files_sha256": _files_digest(files)}
-    (folder / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1))
+    write_atomically(folder / MANIFEST_FILE, "json", lambda file: file.write(json.dumps(manifest, indent=1).encode()))
 
 
 def verify_manifest(folder: pathlib.Path, names: tuple[str, ...]) -> None:

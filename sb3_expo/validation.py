@@ -61,9 +61,9 @@ def check_number(
 
 
 def check_learning_rate(learning_rate: float | Callable[[float], float]) -> None:
-    """A schedule (a callable of the remaining progress), or a finite number > 0."""
+    """A schedule (a callable of the remaining progress), or a finite number >= 0 (rl-zoo's enjoy loads models with 0)."""
     if not callable(learning_rate):
-        check_number("learning_rate", learning_rate, 0.0, low_open=True)
+        check_number("learning_rate", learning_rate, 0.0)
 
 
 def check_temperature(ent_coef: Any, target_entropy: Any) -> None:
