@@ -47,6 +47,9 @@ __all__ = ["DEFAULT_OFFLINE_RATIO", "EXPO", "LOG_ENT_COEF_MAX", "LOG_ENT_COEF_MI
 
 SelfEXPO = TypeVar("SelfEXPO", bound="EXPO")
 
+# edit_scale="auto": small edits of a base that imitates offline data, large ones when learning from scratch.
+EDIT_SCALE_WITH_DATA, EDIT_SCALE_FROM_SCRATCH = 0.1, 0.7
+
 # log α is clamped to this range after every temperature step, so α (and every loss it scales) stays finite.
 LOG_ENT_COEF_MIN, LOG_ENT_COEF_MAX = -20.0, 20.0
 
@@ -119,7 +122,9 @@ class EXPO(ReloadChecks, Safeguards, OfflineToOnline, OffPolicyAlgorithm):
     :param critic_subset_size: size of the random subset of target critics whose minimum scores candidates and targets
     :param n_base_samples: N, base-policy samples per state in the OTF action
     :param n_edit_samples: K ≤ N, how many of the base samples are also edited
-    :param edit_scale: β, the largest edit of an action coordinate (actions in [-1, 1]); small with good offline data
+    :param edit_scale: β, the largest edit of an action coordinate (actions in [-1, 1]). ``"auto"``: 0.1 with an
+        ``offline_dataset`` (the paper's offline-to-online and robomimic settings are 0.05-0.1), else 0.7 (its Adroit
+        setting, learning from scratch); docs/algorithm.md, "Fine-tuning recipe"
     :param diffusion_steps: T, denoising steps of the base policy
     :param base_ema_rate: Polyak rate of the EMA base policy used for acting, per base update
     :param policy_lr_decay_steps: base and edit-actor learning rates decay to 0 over this many updates (``None``: never)
@@ -177,7 +182,7 @@ class EXPO(ReloadChecks, Safeguards, OfflineToOnline, OffPolicyAlgorithm):
         critic_subset_size: int = 2,
         n_base_samples: int = 8,
         n_edit_samples: int = 8,
-        edit_scale: float = 0.7,
+        edit_scale: float | str = "auto",
         diffusion_steps: int = 10,
         base_ema_rate: float = 0.001,
         policy_lr_decay_steps: int | None = 3_000_000,
@@ -214,6 +219,8 @@ class EXPO(ReloadChecks, Safeguards, OfflineToOnline, OffPolicyAlgorithm):
         self.target_entropy = target_entropy
         self.compile_mode = compile_mode
         self.resolved_compile_mode: str | None = None  # compile_mode with "auto" decided, at set-up
+        if edit_scale == "auto":
+            edit_scale = EDIT_SCALE_WITH_DATA if offline_dataset is not None else EDIT_SCALE_FROM_SCRATCH
         self.policy_kwargs = merge_policy_options(
             self.policy_kwargs, n_critics=n_critics, critic_subset_size=critic_subset_size, n_base_samples=n_base_samples,
             n_edit_samples=n_edit_samples, edit_scale=edit_scale, diffusion_steps=diffusion_steps,

@@ -260,3 +260,12 @@ def test_forgetting_monitor_records_both_actors_and_warns_once(tiny_kwargs, monk
     with pytest.warns(UserWarning, match="forgetting: success 0.50 after 20 env steps, 1.00 after pretraining") as caught:
         model.learn(30, callback=monitor, reset_num_timesteps=True)
     assert len([warning for warning in caught if "forgetting" in str(warning.message)]) == 1
+
+
+@pytest.mark.parametrize("with_data, expected", [(True, 0.1), (False, 0.7)])
+def test_edit_scale_auto_is_small_with_offline_data(tiny_kwargs, with_data, expected):
+    data = offline_data(40, action_bound=2.0) if with_data else None
+    model = EXPO("MlpPolicy", "Pendulum-v1", offline_dataset=data, **tiny_kwargs)
+    assert model.edit_scale == expected == model.policy.edit_actor.edit_scale
+    assert model.target_entropy == pytest.approx(-0.5 + math.log(expected))  # "auto" follows the resolved β
+    assert EXPO("MlpPolicy", "Pendulum-v1", offline_dataset=data, edit_scale=0.3, **tiny_kwargs).edit_scale == 0.3

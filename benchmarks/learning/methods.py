@@ -157,7 +157,8 @@ METHODS: dict[str, Method] = {
         Method("expo-o2o-no-critic-pretraining", EXPO, expo_o2o(critic_steps=0)),
         Method("expo-o2o-imitate-all", EXPO, expo_o2o(base_imitates="all")),
         Method("expo-o2o-tau-0.02", EXPO, expo_o2o(tau=0.02)),
-        Method("expo-o2o-edit-0.1", EXPO, expo_o2o(edit_scale=0.1)),
+        Method("expo-o2o-edit-0.7", EXPO, expo_o2o(edit_scale=0.7)),  # the default before edit_scale="auto"
+        Method("expo-paper-edit-0.7", EXPO, expo_o2o(critic_steps=0, base_imitates="all", edit_scale=0.7)),
         Method("rlpd", RLPD, make_rlpd),
         Method("rlpd-delayed", RLPD, make_rlpd_delayed),
         Method("bc", EXPO, expo_o2o(critic_steps=0), learns_online=False, actor=BasePolicyActor),
