@@ -44,8 +44,8 @@ def main() -> None:
     model = EXPO(
         "MlpPolicy", "Pendulum-v1", offline_dataset=data, seed=3, learning_starts=30, batch_size=16, gradient_steps=3,
         policy_delay=2, n_critics=3, critic_subset_size=2, n_base_samples=3, n_edit_samples=2, diffusion_steps=4,
-        reward_shift=-0.5, base_imitates="all", edit_scale=0.7, policy_kwargs=dict(net_arch=[16, 16], denoiser_width=16, denoiser_blocks=1),
-        compile_mode=compile_mode,
+        reward_shift=-0.5, policy_kwargs=dict(net_arch=[16, 16], denoiser_width=16, denoiser_blocks=1),
+        base_imitates="all", edit_scale=0.7, compile_mode=compile_mode,  # the paper's recipe: the hashes of earlier commits
     )  # fmt: skip
     model.pretrain(20, critic_steps=0)
     print("pretrain", digest(model))
