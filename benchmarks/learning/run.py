@@ -31,6 +31,7 @@ import os
 import shutil
 import time
 import traceback
+import warnings
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
@@ -44,6 +45,7 @@ from stable_baselines3.common.monitor import Monitor
 from benchmarks.learning import claims, report
 from benchmarks.learning.methods import METHODS, Method, get_method, load_offline
 from benchmarks.learning.tasks import TASKS, Task, get_task
+from sb3_expo import EXPO
 from sb3_expo.evaluation import evaluate_success_rate
 
 COLUMNS = (
@@ -98,7 +100,9 @@ def save_checkpoint(directory: Path, model: Any, env_steps: int, wall_s: float) 
     tmp = directory / CHECKPOINT_TMP
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
-    model.save(tmp / "model.zip")
+    with warnings.catch_warnings():  # the in-memory offline data is attached again by load_checkpoint
+        warnings.filterwarnings("ignore", message=".*in-memory OfflineTransitions")
+        model.save(tmp / "model.zip")
     model.save_replay_buffer(tmp / "replay_buffer.pkl")
     (tmp / STATE).write_text(json.dumps({"env_steps": env_steps, "wall_s": wall_s}))
     final = directory / f"{CHECKPOINT_PREFIX}{env_steps:09d}"
@@ -114,7 +118,8 @@ def load_checkpoint(checkpoint: Path, method: Method, env: Any, device: str, dat
     The model and its replay buffer as saved. Neither file holds the offline data (it is never pickled),
     so it is attached again here.
     """
-    model = method.algo.load(checkpoint / "model.zip", env=env, device=device)
+    offline = {"offline_dataset": data} if issubclass(method.algo, EXPO) else {}  # EXPO re-attaches it itself
+    model = method.algo.load(checkpoint / "model.zip", env=env, device=device, **offline)
     model.load_replay_buffer(checkpoint / "replay_buffer.pkl")
     model.replay_buffer.attach_offline(data)
     return model, json.loads((checkpoint / STATE).read_text())
