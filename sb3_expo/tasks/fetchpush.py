@@ -201,13 +201,13 @@ class FetchPushDecoy(FetchPushExpert):
         if self._target is None or np.linalg.norm(block[:2] - self._target[:2]) < self.reach_target:
             for _ in range(100):  # a place whose straight push passes the goal no closer than min_goal_distance
                 place = self.centre + self.rng.uniform(-self.target_range, self.target_range, size=2)
-                if _distance_to_segment(goal[:2], block[:2], place) >= self.min_goal_distance:
+                if distance_to_segment(goal[:2], block[:2], place) >= self.min_goal_distance:
                     break
             self._target = np.r_[place, block[2]]
         return self._target
 
 
-def _distance_to_segment(point: np.ndarray, start: np.ndarray, end: np.ndarray) -> float:
+def distance_to_segment(point: np.ndarray, start: np.ndarray, end: np.ndarray) -> float:
     """Distance from ``point`` to the segment from ``start`` to ``end``."""
     segment = end - start
     fraction = float(np.clip((point - start) @ segment / max(float(segment @ segment), 1e-12), 0.0, 1.0))

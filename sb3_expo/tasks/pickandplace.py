@@ -21,6 +21,7 @@ import gymnasium as gym
 import numpy as np
 
 from sb3_expo.envs import GoalEnvSuccess, TerminateOnSuccess, import_robotics_dependency
+from sb3_expo.tasks.fetchpush import distance_to_segment
 from sb3_expo.tasks.recording import MixtureRecipe, MixtureSettings
 
 # ------------------------------------------------------------------------------------------------- task
@@ -223,7 +224,7 @@ class PickAndPlaceDecoy(PickAndPlaceExpert):
         if self._target is None:
             for _ in range(100):  # a place whose carry passes the goal no closer than min_goal_distance, from above
                 place = self.centre + self.rng.uniform(-self.target_range, self.target_range, size=2)
-                if _distance_to_segment(goal[:2], block[:2], place) >= self.min_goal_distance:
+                if distance_to_segment(goal[:2], block[:2], place) >= self.min_goal_distance:
                     break
             height = self.rng.uniform(0.0, 0.45) if self.rng.random() < 0.5 else 0.0  # as Fetch's goals
             self._target = np.r_[place, self.table_height + height]
@@ -236,13 +237,6 @@ class PickAndPlaceDecoy(PickAndPlaceExpert):
             self._release -= 1
             return observation["observation"][0:3] + np.r_[0.0, 0.0, self.hover], OPEN
         return super().plan(observation)
-
-
-def _distance_to_segment(point: np.ndarray, start: np.ndarray, end: np.ndarray) -> float:
-    """Distance from ``point`` to the segment from ``start`` to ``end``."""
-    segment = end - start
-    fraction = float(np.clip((point - start) @ segment / max(float(segment @ segment), 1e-12), 0.0, 1.0))
-    return float(np.linalg.norm(point - (start + fraction * segment)))
 
 
 PICKANDPLACE_RECIPE = MixtureRecipe(
