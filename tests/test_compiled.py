@@ -17,6 +17,7 @@ from test_speed_paths import fill_buffer
 
 from sb3_expo import EXPO
 from sb3_expo.backend import ONEDNN_MIN_MACS, configured
+from sb3_expo.data import OfflineTransitions
 from sb3_expo.update import GraphAdam, TrainMetrics
 
 pytestmark = pytest.mark.usefixtures("compiling")
@@ -235,3 +236,24 @@ def test_candidates_graph_runs_on_chunks_of_states_with_the_eager_numbers(tiny_k
         assert th._dynamo.utils.counters["stats"]["unique_graphs"] - graphs_before == 1
         eager = policy._propose_eager(obs, policy.base, False, noise)
     th.testing.assert_close(chunked, eager, rtol=1e-5, atol=1e-6)
+
+
+def test_compiled_update_with_imitation_rows_equals_eager(tiny_kwargs):
+    """The base's own imitation rows (offline data and successful episodes) enter the stretch graph as inputs."""
+    rng = np.random.default_rng(0)
+    data = OfflineTransitions(
+        rng.normal(size=(64, 3)), rng.uniform(-2, 2, size=(64, 1)), rng.normal(size=64), rng.normal(size=(64, 3)),
+        np.zeros(64),
+    )  # fmt: skip
+    results = []
+    for compile_mode in (None, "default"):
+        model = EXPO("MlpPolicy", "Pendulum-v1", **{**tiny_kwargs, "compile_mode": compile_mode}, offline_dataset=data, seed=0)
+        fill_buffer(model, 100)
+        model.replay_buffer.successful[:40] = True
+        model.set_logger(configure(None, []))
+        th.manual_seed(1)
+        for _ in range(3):
+            model.train(gradient_steps=2, batch_size=16)
+        results.append(model.policy.state_dict())
+    for name, value in results[0].items():
+        th.testing.assert_close(results[1][name], value, rtol=1e-4, atol=1e-5, msg=name)
