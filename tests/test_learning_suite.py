@@ -129,3 +129,21 @@ def test_report_table_has_mean_std_per_seed_values_and_flat_methods(tmp_path):
     assert f"| bc | 0.20 ± 0.10 (0.30, 0.10) | 0.20 ± 0.10 (0.30, 0.10){report.FLAT_MARK} | 15 ± 5 |" in table
     assert (tmp_path / f"{TASK}.png").stat().st_size > 0
     assert len(read_csv(tmp_path / "results.csv")) == 6
+
+
+def test_summary_checks_that_fine_tuning_holds_and_compares_with_rlpd():
+    def rows(method, seed, values):
+        return [
+            {"task": "t", "method": method, "seed": seed, "env_steps": step, "success_rate": value,
+             "success_rate_deterministic": value, "wall_s": 1.0}
+            for step, value in zip((0, 1000, 2000), values)
+        ]  # fmt: skip
+
+    results = report.group(
+        rows("expo-o2o", 0, (0.8, 0.9, 0.9)) + rows("expo-o2o", 1, (0.8, 0.5, 0.7))  # seed 1 ends 0.1 below its start
+        + rows("expo-paper", 0, (0.8, 0.2, 0.0)) + rows("rlpd", 0, (0.0, 0.6, 0.6))
+    )  # fmt: skip
+    assert report.final_and_auc(results["t"]["expo-o2o"][0], "success_rate") == pytest.approx((0.8, 0.9, 0.875))
+    lines = {line.split(" | ")[2]: line for line in report.summary(results, {"t": "held-out"}) if line.startswith("| t |")}
+    assert lines["expo-o2o"].endswith("| 0.80 / 0.80 | 0.80 / 0.80 | 0.75 / 0.75 | yes | ahead |")
+    assert "| **no** | behind |" in lines["expo-paper"]  # 0.8 -> 0.0, and below RLPD's 0.6 and its area
