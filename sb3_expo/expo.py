@@ -22,7 +22,6 @@ from sb3_expo.backend import (
     cpu_chunk_rows,
     packed_weights,
 )
-from sb3_expo.buffers import OfflineMixingMixin
 from sb3_expo.checks import check_image_observations
 from sb3_expo.critics import random_subsets
 from sb3_expo.data import OfflineSource, OfflineTransitions, RewardTransform
@@ -370,18 +369,6 @@ class EXPO(ReloadChecks, Safeguards, OfflineToOnline, OffPolicyAlgorithm):
             self._n_policy_updates += int(policy_update)
             step += n_steps
         self._log_metrics(metrics)
-
-    def _imitation_rows(self, batch_size: int, metrics: TrainMetrics) -> tuple[th.Tensor, th.Tensor] | None:
-        """
-        What the next base step imitates (``base_imitates``): ``None`` for the stretch's last minibatch (the paper), or
-        features and actions of offline rows and successful online episodes (:meth:`OfflineMixingMixin.sample_imitation`).
-        """
-        buffer = self.replay_buffer
-        if self.base_imitates == "all" or not isinstance(buffer, OfflineMixingMixin) or buffer.offline_size == 0:
-            return None
-        observations, actions, online_share = buffer.sample_imitation(batch_size, env=self._vec_normalize_env)
-        metrics.add({"imitation_online_share": th.tensor(online_share, device=self.device)})
-        return self.policy.extract_features(observations, self.policy.features_extractor), actions
 
     def _stretch(
         self, stretch: Minibatch, n_steps: int, policy_update: bool, imitation: tuple[th.Tensor, th.Tensor] | None = None

@@ -19,7 +19,7 @@ from stable_baselines3.common.utils import configure_logger
 from sb3_expo.buffers import DictOfflineReplayBuffer, OfflineMixingMixin, OfflineReplayBuffer
 from sb3_expo.checks import check_offline_batch_size
 from sb3_expo.data import OfflineSource, RewardTransform, load_offline_dataset
-from sb3_expo.update import cosine_decay, set_learning_rate
+from sb3_expo.update import TrainMetrics, cosine_decay, set_learning_rate
 
 SelfOfflineToOnline = TypeVar("SelfOfflineToOnline", bound="OfflineToOnline")
 
@@ -64,7 +64,8 @@ def choose_replay_buffer_class(
 
 
 class OfflineToOnline:
-    """Offline data for an EXPO model: attach it (and re-attach it after loading a replay buffer), pretrain on it."""
+    """Offline data for an EXPO model: attach it (and re-attach it after loading a replay buffer), pretrain on it, and
+    choose what the base imitates online."""
 
     def attach_offline_data(self, dataset: OfflineSource | None = None) -> None:
         """
@@ -190,6 +191,18 @@ class OfflineToOnline:
         self.logger.record("pretrain/n_updates", self._n_base_updates)
         self.logger.record("pretrain/learning_rate", self.base.optimizer.param_groups[0]["lr"])
         self.logger.dump(step=self._n_base_updates)
+
+    def _imitation_rows(self, batch_size: int, metrics: TrainMetrics) -> tuple[th.Tensor, th.Tensor] | None:
+        """
+        What the next base step imitates (``base_imitates``): ``None`` for the stretch's last minibatch (the paper), or
+        features and actions of offline rows and successful online episodes (:meth:`OfflineMixingMixin.sample_imitation`).
+        """
+        buffer = self.replay_buffer
+        if self.base_imitates == "all" or not isinstance(buffer, OfflineMixingMixin) or buffer.offline_size == 0:
+            return None
+        observations, actions, online_share = buffer.sample_imitation(batch_size, env=self._vec_normalize_env)
+        metrics.add({"imitation_online_share": th.tensor(online_share, device=self.device)})
+        return self.policy.extract_features(observations, self.policy.features_extractor), actions
 
     def load_replay_buffer(self, path: str | pathlib.Path | io.BufferedIOBase, truncate_last_traj: bool = True) -> None:
         """SB3's ``load_replay_buffer``, then the offline data (never saved in the file) is attached again."""
