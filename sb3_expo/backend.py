@@ -7,19 +7,19 @@ floating-point summation order, and the tests hold each one against its plain ve
 - **oneDNN layers** (:func:`linear`, :func:`ensemble_linear`, :class:`Linear`). PyTorch computes a float32
   ``F.linear`` or ``matmul`` on a CPU with MKL, which takes an AVX2 code path on AMD processors; oneDNN chooses its
   kernels from the instruction set alone. On the AMD EPYC of our benchmarks oneDNN runs the paper-size denoiser and
-  critic layers 2.3x faster than ``F.linear``, their backward matmuls 2.2x faster, and up to 6x faster than the
-  batched ``matmul`` of the critic ensemble (benchmarks/README.md). Used for float32 on an x86 CPU outside autocast,
+  critic layers, their backward matmuls and the critic ensemble's batched ``matmul`` markedly faster
+  (benchmarks/README.md has the figures). Used for float32 on an x86 CPU outside autocast,
   for layers of at least :data:`ONEDNN_MIN_MACS` multiply-adds (below that the call costs more than it saves):
   eagerly without autograd (sampling and scoring candidates), and inside compiled graphs with autograd too, as the
   operator :func:`onednn_linear` whose backward is two more oneDNN matmuls (inductor would lower a matmul to MKL's).
   Eager training keeps ``F.linear``. A SiLU that follows a layer is fused into oneDNN's matmul where no gradient
   flows through it (applied to each output tile while it is in cache): the denoiser's residual blocks apply it to
-  ``(rows, 4·width)`` activations, and fused it makes the paper-size sampler 1.5x faster than a separate SiLU pass.
+  ``(rows, 4·width)`` activations, where fusing it saves a whole pass over them.
   Inside :func:`packed_weights` (around the TD-target candidates) the eager layers pack each parameter into
   oneDNN's layout once and reuse it.
 - **Row chunks** (:func:`in_row_chunks`). On a CPU a sampler denoises at most :data:`CPU_CHUNK_ROWS` rows
   at a time, so the ``(rows, 4·width)`` intermediates of the residual blocks stay in cache. At the paper's
-  size (40,960 rows per train() call) this runs the TD-target sampling about 1.6x faster than one pass.
+  size (40,960 rows per train() call) this is markedly faster than one pass (benchmarks/README.md).
 - **Compilation**: a sampler runs eager or through ``torch.compile`` (:class:`SamplerBinding`), and
   :func:`compile_graph` turns a whole update step (losses, gradients, optimiser step, Polyak), a whole stretch of
   them at small sizes (:func:`compiles_stretch`) or the whole OTF action into one graph.
@@ -133,7 +133,7 @@ def onednn_linear(x: th.Tensor, weight: th.Tensor, bias: th.Tensor | None, silu:
     """
     oneDNN's ``x @ weight.T + bias`` (then SiLU if ``silu``, fused into the matmul) as a PyTorch operator, so that
     ``torch.compile`` keeps it as one kernel call in a graph (inductor would otherwise lower a matmul to MKL's,
-    which on AMD processors is 2x slower) and autograd has its backward, two more oneDNN matmuls.
+    which is slower on AMD processors) and autograd has its backward, two more oneDNN matmuls.
 
     :param x: ``(..., in)``
     :param weight: ``(out, in)``, any strides
@@ -191,7 +191,7 @@ def packed_weights() -> Iterator[None]:
     """
     Inside the block, eager oneDNN layers pack each parameter they use into oneDNN's blocked layout once and reuse
     it (:func:`prepacked`): for a pass in which no weight changes, such as sampling the TD-target candidates (the
-    paper-size sampler uses each base weight 400 times per ``train()`` call: 1.5-3.6% faster in paired runs). The
+    paper-size sampler uses each base weight 400 times per ``train()`` call; the gain is in benchmarks/README.md). The
     packed copies are dropped on exit. A version counter cannot stand in for the block: a compiled optimiser step
     updates the parameters in place without advancing it.
     """
@@ -308,8 +308,8 @@ def auto_compile_mode(device: th.device | str) -> str | None:
     """
     What ``compile_mode="auto"`` chooses for the update steps and the OTF action (for the TD-target candidates:
     :func:`auto_compiles_sampler`), as measured (benchmarks/README.md): ``"default"`` on a CPU, where full training
-    ran 3.2x (tiny) and 1.4-1.5x (demo) faster than eager, and a paper-size update 1.05-1.13x (the large layers and
-    their gradients are oneDNN calls inside the graphs); eager on GPUs until ``benchmarks/gpu.sh`` has measured them,
+    ran faster than eager at the tiny, demo and paper sizes (the large layers and their gradients are oneDNN calls
+    inside the graphs); eager on GPUs until ``benchmarks/gpu.sh`` has measured them,
     and without a C++ compiler (inductor builds its CPU kernels with one).
 
     :param device: where the model runs
@@ -320,9 +320,9 @@ def auto_compile_mode(device: th.device | str) -> str | None:
 def auto_compiles_sampler(sampler_layer_macs: int, mixed_precision: bool) -> bool:
     """
     Whether ``compile_mode="auto"`` compiles the TD-target candidates too: in bf16, and in float32 below
-    :data:`SAMPLER_GRAPH_MAX_MACS` multiply-adds per residual-block layer of one chunk (the demo's 17M: 10% faster
+    :data:`SAMPLER_GRAPH_MAX_MACS` multiply-adds per residual-block layer of one chunk (the demo's 17M: faster
     compiled). Above it (the paper's 268M) the compiled sampler is as fast as the eager one, both bound by
-    oneDNN's matmuls, and would only add compilation: 17 s cold, which took the paper-size first call past a minute.
+    oneDNN's matmuls, and would only add compilation time (measured in benchmarks/README.md).
 
     :param sampler_layer_macs: multiply-adds of the sampler's widest layer on one chunk of rows
     :param mixed_precision: whether the sampler runs in bf16 autocast
@@ -334,10 +334,10 @@ def compiles_stretch(policy_delay: int, sampler_layer_macs: int) -> bool:
     """
     Whether EXPO compiles a whole stretch of its update (the TD-target candidates, ``policy_delay`` critic steps and the
     policy step) into one graph instead of one per step: for at most :data:`STRETCH_GRAPH_MAX_STEPS` critic steps (a
-    graph unrolls them: each one more added about 11 s to the tiny size's first compilation), and for layers below
+    graph unrolls them: each one more lengthens the first compilation), and for layers below
     :data:`ONEDNN_MIN_MACS`, where the update is bound by per-call costs (guards, graph entry) that one call instead
-    of four saves: tiny ``train(2)`` 1.82 -> 1.60 ms. At the demo's size the matmuls bound it: no faster, 10 s more
-    compilation (benchmarks/README.md).
+    of four saves. At the demo's size the matmuls bound it: no faster, only a longer compilation (both measured in
+    benchmarks/README.md).
 
     :param policy_delay: critic steps per stretch
     :param sampler_layer_macs: multiply-adds of the sampler's widest layer on all of the stretch's rows
@@ -363,16 +363,16 @@ def compile_graph(step: Callable[..., Any], mode: str, device: th.device, fixed_
     Random draws inside the graph (the samplers' noise, the DDPM loss's noise and time steps, the edit actor's
     samples) go through PyTorch's generator in program order (inductor's ``fallback_random``), so a compiled step
     draws what the eager one draws and the two agree up to floating-point reassociation (tests/test_compiled.py).
-    On a CPU the graph's host code is C++ too (inductor's ``cpp_wrapper``): 10-25% faster calls at small sizes
-    and a shorter first compilation, measured (benchmarks/README.md).
+    On a CPU the graph's host code is C++ too (inductor's ``cpp_wrapper``): faster calls at small sizes and a
+    shorter first compilation (measured in benchmarks/README.md).
 
     :param step: the eager function; its tensor arguments become graph inputs
     :param mode: a ``torch.compile`` mode ("default", "reduce-overhead", "max-autotune", ...)
     :param device: where the graph runs
     :param fixed_modules: the networks that ``step`` runs keep their structure and attributes (not their weights) and
         have no layer whose output depends on the training mode: the graph does not re-check them at every call
-        (dynamo's guards on ``nn.Module`` s; their parameters are still read at each call). At the tiny size a
-        stretch's guards cost about 0.1 ms of 1.6 (benchmarks/README.md). A changed module is then not noticed.
+        (dynamo's guards on ``nn.Module`` s; their parameters are still read at each call). At the tiny size the
+        guards are a measurable share of a stretch (benchmarks/README.md). A changed module is then not noticed.
     """
     from torch._inductor import list_mode_options
 
@@ -385,7 +385,7 @@ def compile_graph(step: Callable[..., Any], mode: str, device: th.device, fixed_
         compiled = lambda *args, **kwargs: th.utils._pytree.tree_map(th.clone, replay(*args, **kwargs))  # noqa: E731
 
     def compiled_step(*args: Any, **kwargs: Any) -> Any:
-        # Trace torch.autograd.grad into the graph (set and restored by hand: config.patch costs 11 µs a call).
+        # Trace torch.autograd.grad into the graph (set and restored by hand: config.patch costs more per call).
         config, previous = th._dynamo.config, th._dynamo.config.trace_autograd_ops
         config.trace_autograd_ops = True
         try:

@@ -60,7 +60,7 @@ EEF_POS, EEF_QUAT, GRIPPER_QPOS = slice(10, 13), slice(13, 17), slice(17, 19)
 # robosuite.make arguments of the task and of the file's env_args (robomimic's "env_kwargs"); the controller
 # (robosuite 1.5's default composite controller of the Panda: OSC_POSE arm, the fingers open at -1 and closed
 # at 1) is written into the file when it is built. hard_reset=False: a reset re-places the cube in the loaded
-# model instead of reloading and recompiling it (2 ms a reset instead of 0.2 s).
+# model instead of reloading and recompiling it (a reset is then about 100x faster).
 LIFT_ENV_NAME = "Lift"
 LIFT_ENV_KWARGS: dict[str, Any] = dict(
     robots="Panda",
@@ -207,7 +207,7 @@ def make_lift_env(max_episode_steps: int = LIFT_MAX_EPISODE_STEPS, **kwargs: Any
     fingers, -1 open, 1 closed), the reward 1 at the step the cube is lifted, which ends the episode,
     else 0. A flat 19-D observation: robomimic's ``object`` (the cube's position, quaternion and offset
     from the gripper), ``robot0_eef_pos``, ``robot0_eef_quat`` and ``robot0_gripper_qpos``, in that order.
-    About 4 s to create (robosuite builds and compiles its model), then about 60 steps a second on one (shared) core.
+    Creating it is slow (robosuite builds and compiles its model); stepping it is cheap next to an EXPO update.
 
     :param max_episode_steps: time limit (truncation)
     :param kwargs: overrides of :data:`LIFT_ENV_KWARGS`
@@ -487,8 +487,8 @@ def build_lift_dataset(path: str | os.PathLike | None = None, overwrite: bool = 
     :param path: the file to write; default :func:`lift_dataset_path` (under ``$MINARI_DATASETS_PATH``)
     :param overwrite: record it again if it exists
     :param settings: :class:`~sb3_expo.tasks.recording.MixtureSettings` fields that differ from
-        ``LIFT_RECIPE.defaults``: ``n_episodes`` (120: about 9k transitions, recorded in about 3 minutes on a
-        shared core), ``expert_fraction`` (0.5; 1 records expert data only), ``noise_std`` (0.2), ``seed`` (0:
+        ``LIFT_RECIPE.defaults``: ``n_episodes`` (120: about 9k transitions), ``expert_fraction`` (0.5; 1 records
+        expert data only), ``noise_std`` (0.2), ``seed`` (0:
         episode ``i`` resets with ``seed + i``, and the controllers are seeded from it) and
         ``check_episodes`` (10)
     :return: the file's path

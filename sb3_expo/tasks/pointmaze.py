@@ -427,8 +427,8 @@ def build_pointmaze_medium_dataset(
 ) -> Any:
     """
     Record the noisy offline dataset of :data:`POINTMAZE_MEDIUM_ENV_ID` (the medium maze, 10 moves
-    from start to goal) as a local Minari dataset: by default 100 episodes (about 28k transitions,
-    recorded in about 10 s), each the :class:`PointMazeExpert`'s with probability 0.4 (about 195 steps
+    from start to goal) as a local Minari dataset: by default 100 episodes (about 28k transitions), each the
+    :class:`PointMazeExpert`'s with probability 0.4 (about 195 steps
     to the goal) and otherwise the :class:`PointMazeWanderer`'s (roaming until the 330-step limit), both
     with action noise of std 1 (which bends the expert's paths without stopping it: it still always
     arrives). The benchmark's diffusion base imitating all of it reached the goal in 5-15% of episodes
