@@ -229,6 +229,8 @@ class EXPO(ReloadChecks, Safeguards, OfflineToOnline, OffPolicyAlgorithm):
         self.ent_coef_optimizer: th.optim.Adam | None = None
         self._n_policy_updates = 0
         self._n_base_updates = 0
+        self._n_pretrain_steps = 0  # the step axis of pretrain/* in TensorBoard: imitation steps and critic blocks
+        self._run_opened_by_pretrain = False  # see learn()
         self._offline_transitions: OfflineTransitions | None = None  # to re-attach after load_replay_buffer; never saved
         if str(device).startswith("cuda") and self.device.type != "cuda":  # SB3 falls back to the CPU without a word
             warnings.warn(f"device={device!r} but CUDA is not available: EXPO runs on the CPU", stacklevel=2)
@@ -348,10 +350,13 @@ class EXPO(ReloadChecks, Safeguards, OfflineToOnline, OffPolicyAlgorithm):
         data = self.replay_buffer.sample(gradient_steps * batch_size, env=self._vec_normalize_env)  # type: ignore[union-attr]
         self._train_on(data, gradient_steps, batch_size)
 
-    def _train_on(self, data: ReplayBufferSamples, gradient_steps: int, batch_size: int) -> None:
-        """:meth:`train` on ``gradient_steps`` minibatches drawn in one sample (online, or offline in pretraining)."""
+    def _train_on(self, data: ReplayBufferSamples, gradient_steps: int, batch_size: int, log_prefix: str = "train") -> None:
+        """
+        :meth:`train` on ``gradient_steps`` minibatches drawn in one sample (online, or offline in pretraining), its
+        metrics recorded as ``<log_prefix>/<name>``: pretraining's go to ``pretrain/*``, on their own step axis.
+        """
         self.policy.set_training_mode(True)
-        self._update_learning_rates()
+        learning_rates = self._update_learning_rates()
         all_batches = Minibatch.from_samples(self.policy, data)
         metrics = TrainMetrics()
         step = 0
@@ -368,7 +373,7 @@ class EXPO(ReloadChecks, Safeguards, OfflineToOnline, OffPolicyAlgorithm):
             self._n_base_updates += int(policy_update)
             self._n_policy_updates += int(policy_update)
             step += n_steps
-        self._log_metrics(metrics)
+        self._log_metrics(metrics, learning_rates, log_prefix)
 
     def _stretch(
         self, stretch: Minibatch, n_steps: int, policy_update: bool, imitation: tuple[th.Tensor, th.Tensor] | None = None
@@ -468,8 +473,12 @@ class EXPO(ReloadChecks, Safeguards, OfflineToOnline, OffPolicyAlgorithm):
     def _current_ent_coef(self) -> th.Tensor:
         return self.log_ent_coef.detach().exp() if self.log_ent_coef is not None else self.ent_coef_tensor
 
-    def _update_learning_rates(self) -> None:
-        """SB3's schedule for every optimiser; the base and the edit actor also decay with a cosine over their updates."""
+    def _update_learning_rates(self) -> dict[str, float]:
+        """
+        SB3's schedule for every optimiser; the base and the edit actor also decay with a cosine over their updates.
+
+        :return: the learning rates set, by their log names
+        """
         learning_rate = self.lr_schedule(self._current_progress_remaining)
         for optimizer in [self.critic.optimizer] + ([self.ent_coef_optimizer] if self.ent_coef_optimizer else []):
             set_learning_rate(optimizer, learning_rate)
@@ -477,17 +486,19 @@ class EXPO(ReloadChecks, Safeguards, OfflineToOnline, OffPolicyAlgorithm):
         edit_learning_rate = learning_rate * cosine_decay(self._n_policy_updates, self.policy_lr_decay_steps)
         set_learning_rate(self.base.optimizer, base_learning_rate)
         set_learning_rate(self.edit_actor.optimizer, edit_learning_rate)
-        self.logger.record("train/learning_rate", learning_rate)
-        self.logger.record("train/base_learning_rate", base_learning_rate)
-        self.logger.record("train/edit_learning_rate", edit_learning_rate)
+        return {
+            "learning_rate": learning_rate,
+            "base_learning_rate": base_learning_rate,
+            "edit_learning_rate": edit_learning_rate,
+        }
 
-    def _log_metrics(self, metrics: TrainMetrics) -> None:
+    def _log_metrics(self, metrics: TrainMetrics, learning_rates: dict[str, float], prefix: str) -> None:
         """Read all metrics of the block with one device-to-host copy; stop with a clear error on NaN/inf."""
         logged = metrics.read(ent_coef=self._current_ent_coef())
-        check_finite_losses(logged, self._n_updates)
-        self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
-        for name, value in logged.items():
-            self.logger.record(f"train/{name}", value)
+        check_finite_losses(logged, self._n_updates, prefix)
+        self.logger.record(f"{prefix}/n_updates", self._n_updates, exclude="tensorboard")
+        for name, value in {**learning_rates, **logged}.items():
+            self.logger.record(f"{prefix}/{name}", value)
 
     # --------------------------------------------------------------------------------- SB3 plumbing
 
@@ -500,11 +511,19 @@ class EXPO(ReloadChecks, Safeguards, OfflineToOnline, OffPolicyAlgorithm):
         reset_num_timesteps: bool = True,
         progress_bar: bool = False,
     ) -> SelfEXPO:
-        return super().learn(total_timesteps, callback, log_interval, tb_log_name, reset_num_timesteps, progress_bar)
+        """
+        SB3's ``learn``. When :meth:`pretrain` opened the TensorBoard run, the first ``learn()`` continues it; later ones
+        choose their run as SB3 does without pretraining (a new one when ``reset_num_timesteps`` restarts the
+        env-step axis), so that no curve steps back.
+        """
+        super().learn(total_timesteps, callback, log_interval, tb_log_name, reset_num_timesteps, progress_bar)
+        if self._run_opened_by_pretrain:
+            self._custom_logger = self._run_opened_by_pretrain = False
+        return self
 
     def _excluded_save_params(self) -> list[str]:
         excluded = [*super()._excluded_save_params(), "base", "base_ema", "edit_actor", "critic", "critic_target"]
-        excluded += ["_offline_transitions", "resolved_compile_mode"]
+        excluded += ["_offline_transitions", "resolved_compile_mode", "_run_opened_by_pretrain"]
         excluded += ["_run_critic_step", "_run_policy_step", "_run_base_step", "_run_stretch"]
         if isinstance(self.offline_dataset, OfflineTransitions):
             excluded.append("offline_dataset")

@@ -114,7 +114,9 @@ class OfflineToOnline:
         step: untrained ones pick bad candidates, and the policy forgets the data (docs/algorithm.md, "Fine-tuning
         recipe"). ``critic_steps=0`` is the paper's procedure (imitation only). Pretraining also sets
         ``learning_starts`` to 0: uniform random actions after pretraining would only fill the buffer with noise.
-        TensorBoard: ``pretrain/*`` on the imitation steps, then ``train/*``, in the run of the following ``learn()``.
+        TensorBoard: ``pretrain/*`` (imitation, then the ``train/*`` keys of the critic pretraining under that prefix),
+        in the run of the following ``learn()``, on an axis of pretraining steps (imitation steps plus offline UTD
+        blocks) that continues across calls and saved models; ``train/*`` stays online learning's, on env steps.
 
         :param n_steps: imitation steps of the base policy (0: none)
         :param critic_steps: offline UTD blocks of ``gradient_steps`` critic updates after imitation; ``"auto"``:
@@ -136,8 +138,7 @@ class OfflineToOnline:
             )
         if not isinstance(self.replay_buffer, OfflineMixingMixin) or self.replay_buffer.offline_size == 0:
             raise ValueError("pretrain() imitates offline data: pass offline_dataset=... to EXPO first")
-        if getattr(self, "_logger", None) is None:
-            self.set_logger(configure_logger(self.verbose, self.tensorboard_log, tb_log_name, reset_num_timesteps=True))
+        self._prepare_pretraining_log(tb_log_name)
         if batch_size is not None:
             check_offline_batch_size(batch_size, self.replay_buffer.offline_size, self.offline_ratio, stacklevel=3)
         batch_size = batch_size or self.batch_size
@@ -151,6 +152,18 @@ class OfflineToOnline:
         self.learning_starts = 0
         return self
 
+    def _prepare_pretraining_log(self, tb_log_name: str) -> None:
+        """
+        Open a TensorBoard run if ``learn()`` has not (the first ``learn()`` continues it), and drop the records that
+        no dump has written yet: the last ``train()`` call's, which belong to the env-step axis (the next one
+        replaces them) and which pretraining's dumps would write at a pretraining step.
+        """
+        if getattr(self, "_logger", None) is None:
+            self.set_logger(configure_logger(self.verbose, self.tensorboard_log, tb_log_name, reset_num_timesteps=True))
+            self._run_opened_by_pretrain = True
+        for records in (self.logger.name_to_value, self.logger.name_to_count, self.logger.name_to_excluded):
+            records.clear()
+
     @staticmethod
     def _steps(n_steps: int, progress_bar: bool, description: str) -> Iterable[int]:
         if not progress_bar:
@@ -162,9 +175,10 @@ class OfflineToOnline:
     def _pretrain_critics(self, steps: Iterable[int], n_steps: int, batch_size: int, log_interval: int) -> None:
         for step in steps:
             data = self.replay_buffer.sample_offline(self.gradient_steps * batch_size, env=self._vec_normalize_env)
-            self._train_on(data, self.gradient_steps, batch_size)
+            self._train_on(data, self.gradient_steps, batch_size, log_prefix="pretrain")
+            self._n_pretrain_steps += 1
             if (step + 1) % log_interval == 0 or step + 1 == n_steps:
-                self.logger.dump(step=self._n_updates)
+                self.logger.dump(step=self._n_pretrain_steps)
 
     def _pretrain_base(self, steps: Iterable[int], n_steps: int, batch_size: int, log_interval: int) -> None:
         self.policy.set_training_mode(True)
@@ -177,6 +191,7 @@ class OfflineToOnline:
             obs = self.policy.extract_features(data.observations, self.policy.features_extractor)  # imitation needs no s'
             losses.append(self._run_base_step(obs, data.actions)["base_loss"])
             self._n_base_updates += 1
+            self._n_pretrain_steps += 1
             if (step + 1) % log_interval == 0 or step + 1 == n_steps:
                 self._log_pretraining(th.stack(losses).mean().item())
                 losses = []
@@ -188,9 +203,9 @@ class OfflineToOnline:
                 "data for NaN/inf or huge observations, or lower the learning_rate."
             )
         self.logger.record("pretrain/base_loss", base_loss)
-        self.logger.record("pretrain/n_updates", self._n_base_updates)
-        self.logger.record("pretrain/learning_rate", self.base.optimizer.param_groups[0]["lr"])
-        self.logger.dump(step=self._n_base_updates)
+        self.logger.record("pretrain/base_learning_rate", self.base.optimizer.param_groups[0]["lr"])
+        self.logger.record("pretrain/n_base_updates", self._n_base_updates, exclude="tensorboard")
+        self.logger.dump(step=self._n_pretrain_steps)
 
     def _imitation_rows(self, batch_size: int, metrics: TrainMetrics) -> tuple[th.Tensor, th.Tensor] | None:
         """

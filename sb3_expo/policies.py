@@ -47,6 +47,9 @@ class CandidateNoise(NamedTuple):
         )
 
 
+# The seed of the fixed draws behind deterministic actions (ExpoPolicy.fixed_noise).
+DETERMINISTIC_NOISE_SEED = 0
+
 # Same bounds as SB3's SAC actor.
 LOG_STD_MIN, LOG_STD_MAX = -20, 2
 
@@ -368,6 +371,19 @@ class ExpoPolicy(BasePolicy):
             edit=th.randn(batch_size * self.n_edit_samples, action_dim, device=self.device),
         )
 
+    def fixed_noise(self, batch_size: int) -> CandidateNoise:
+        """
+        The draws behind deterministic actions: one state's draws from a generator seeded with
+        :data:`DETERMINISTIC_NOISE_SEED` (on the CPU, so every device starts from the same numbers), repeated for
+        every state. A diffusion policy has no mode; with fixed draws the OTF action (the best by Q of ``N`` base
+        samples and their edits) becomes a function of the observation and the weights alone: the same at every
+        call, whatever the other rows of the batch and the global RNG (which it leaves untouched).
+        """
+        generator, action_dim = th.Generator().manual_seed(DETERMINISTIC_NOISE_SEED), self.edit_actor.mu.out_features
+        base = th.randn(self.diffusion_steps, self.n_base_samples, action_dim, generator=generator)
+        edit = th.randn(self.n_edit_samples, action_dim, generator=generator)
+        return CandidateNoise(base.to(self.device).repeat(1, batch_size, 1), edit.to(self.device).repeat(batch_size, 1))
+
     def propose_candidates(
         self,
         obs_features: th.Tensor,
@@ -381,7 +397,7 @@ class ExpoPolicy(BasePolicy):
 
         :param obs_features: ``(B, obs_dim)``
         :param base: which base weights sample: ``base_ema`` to act, ``base`` for TD targets
-        :param deterministic: edits use the mode ``tanh(μ)``; base samples stay random draws
+        :param deterministic: edits use the mode ``tanh(μ)``; base samples are draws of ``noise`` either way
         :param noise: the random draws to use (:meth:`candidate_noise`); fresh ones by default. With the
             same noise, the candidates of a batch equal those of its slices computed separately.
         :return: candidates ``(B, N + K, action_dim)``
@@ -415,16 +431,19 @@ class ExpoPolicy(BasePolicy):
     def _predict(self, observation: PyTorchObs, deterministic: bool = False) -> th.Tensor:
         """
         The OTF action with the EMA base weights: the candidate that maximises the minimum of a random
-        subset of ``critic_subset_size`` target critics.
+        subset of ``critic_subset_size`` target critics (what EXPO executes while it learns).
 
-        With ``deterministic=True`` the edits use their mode and candidates are ranked by the mean of
-        all target critics. The base samples are still random draws: a diffusion policy has no mode,
-        so repeated deterministic calls on the same observation can return different actions.
+        With ``deterministic=True`` the base samples come from fixed draws (:meth:`fixed_noise`), the edits
+        use their mode ``tanh(μ)`` and candidates are ranked by the mean of all target critics: the same
+        observation always gives the same action, and each row of a batch the action it has alone.
         """
-        return self._select_action(self.extract_features(observation, self.features_extractor), deterministic)
+        obs_features = self.extract_features(observation, self.features_extractor)
+        noise = self.fixed_noise(obs_features.shape[0]) if deterministic else None
+        return self._select_action(obs_features, deterministic, noise)
 
-    def _select_action_eager(self, obs_features: th.Tensor, deterministic: bool) -> th.Tensor:
-        candidates = self._propose_eager(obs_features, self.base_ema, deterministic, None)
+    def _select_action_eager(self, obs_features: th.Tensor, deterministic: bool, noise: CandidateNoise | None) -> th.Tensor:
+        """The OTF action of :meth:`_predict`; ``noise``: its candidates' draws (fresh ones when ``None``)."""
+        candidates = self._propose_eager(obs_features, self.base_ema, deterministic, noise)
         if deterministic:
             scores = self.score_candidates(obs_features, candidates).mean(dim=0)
         else:

@@ -79,6 +79,7 @@ def train_and_act(tiny_kwargs, compile_mode, n_graphs=2):
             model.train(gradient_steps=2, batch_size=16)
         action = model.predict(np.zeros(3, dtype=np.float32), deterministic=True)[0]
         model.predict(np.ones(3, dtype=np.float32), deterministic=True)
+        np.testing.assert_array_equal(model.predict(np.zeros(3, dtype=np.float32), deterministic=True)[0], action)
     # Compiled: the stretch (or the TD-target candidates, a critic step, a policy step) and the deterministic action.
     assert th._dynamo.utils.counters["stats"]["unique_graphs"] - graphs_before == (0 if compile_mode is None else n_graphs)
     optimizer_states = {
