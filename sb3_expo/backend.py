@@ -351,7 +351,42 @@ def cpp_compiler_available() -> bool:
     return os.name == "posix" and any(shutil.which(compiler) for compiler in compilers if compiler)
 
 
-def compile_graph(step: Callable[..., Any], mode: str, device: th.device, fixed_modules: bool = False) -> Callable[..., Any]:
+class CompilationNotice:
+    """
+    Tells the user, once per model and at the moment it starts, that the first call of its graphs compiles them: the
+    progress bar would otherwise sit still with no explanation. Printed when ``verbose >= 1``; the graphs call it.
+
+    :param mode: the ``torch.compile`` mode the graphs use
+    :param chosen_by_auto: whether ``compile_mode="auto"`` chose it (the message then says how to opt out)
+    :param verbose: the model's verbosity
+    :param graphs: which graphs, for the message (what ``"auto"`` decided)
+    """
+
+    def __init__(self, mode: str, chosen_by_auto: bool, verbose: int, graphs: str = "the update steps and the action") -> None:
+        self.mode, self.chosen_by_auto, self.verbose, self.graphs = mode, chosen_by_auto, verbose, graphs
+        self.given = False
+
+    def __call__(self) -> None:
+        if self.given:
+            return
+        self.given = True
+        if self.verbose >= 1:
+            origin = ' (chosen by compile_mode="auto")' if self.chosen_by_auto else ""
+            print(
+                f"EXPO: compiling {self.graphs} as torch.compile graphs, mode {self.mode!r}{origin}. "
+                "The first call of a new configuration waits for it (up to about a minute on a CPU; seconds once "
+                "inductor's disk cache holds the graphs). compile_mode=None runs eager from the first step.",
+                flush=True,
+            )
+
+
+def compile_graph(
+    step: Callable[..., Any],
+    mode: str,
+    device: th.device,
+    fixed_modules: bool = False,
+    notice: Callable[[], None] | None = None,
+) -> Callable[..., Any]:
     """
     ``step`` as one ``torch.compile`` graph: an update step of EXPO (losses, ``torch.autograd.grad``, the optimiser
     steps of :class:`sb3_expo.update.GraphAdam`, the Polyak / EMA updates) or the OTF candidates and action (the T
@@ -373,6 +408,7 @@ def compile_graph(step: Callable[..., Any], mode: str, device: th.device, fixed_
         have no layer whose output depends on the training mode: the graph does not re-check them at every call
         (dynamo's guards on ``nn.Module`` s; their parameters are still read at each call). At the tiny size the
         guards are a measurable share of a stretch (benchmarks/README.md). A changed module is then not noticed.
+    :param notice: called before every call (a :class:`CompilationNotice` speaks at the first one, which compiles)
     """
     from torch._inductor import list_mode_options
 
@@ -385,6 +421,8 @@ def compile_graph(step: Callable[..., Any], mode: str, device: th.device, fixed_
         compiled = lambda *args, **kwargs: th.utils._pytree.tree_map(th.clone, replay(*args, **kwargs))  # noqa: E731
 
     def compiled_step(*args: Any, **kwargs: Any) -> Any:
+        if notice is not None:
+            notice()
         # Trace torch.autograd.grad into the graph (set and restored by hand: config.patch costs more per call).
         config, previous = th._dynamo.config, th._dynamo.config.trace_autograd_ops
         config.trace_autograd_ops = True

@@ -15,6 +15,7 @@ from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, ReplayB
 from stable_baselines3.common.utils import polyak_update
 
 from sb3_expo.backend import (
+    CompilationNotice,
     auto_compile_mode,
     auto_compiles_sampler,
     compile_graph,
@@ -293,17 +294,22 @@ class EXPO(ReloadChecks, Safeguards, OfflineToOnline, OffPolicyAlgorithm):
         optimizers = [optimizer for optimizer in optimizers if optimizer is not None]
         self.resolved_compile_mode = self._choose_compile_mode(optimizers)
         if self.resolved_compile_mode is None:
+            if self.compile_mode == "auto" and self.verbose >= 1:
+                print(f'EXPO: compile_mode="auto" runs eager here ({self.device.type}: docs/performance.md says why)')
             return
         for optimizer in optimizers:
             GraphAdam.attach(optimizer)
         mode = self.resolved_compile_mode
-        self.policy.compile_graphs(mode, candidates=self._compiles_sampler())
-        self._run_critic_step = compile_graph(self._critic_step, mode, self.device)
-        self._run_policy_step = compile_graph(self._policy_step, mode, self.device)
-        self._run_base_step = compile_graph(self._base_step, mode, self.device)
+        graphs = "the critic and policy steps" + (", a whole stretch of them" if self._compiles_stretch() else "")
+        graphs += ", the TD-target candidates" if self._compiles_sampler() else " (the TD-target candidates stay eager)"
+        notice = CompilationNotice(mode, self.compile_mode == "auto", self.verbose, graphs + " and the action")
+        self.policy.compile_graphs(mode, candidates=self._compiles_sampler(), notice=notice)
+        self._run_critic_step = compile_graph(self._critic_step, mode, self.device, notice=notice)
+        self._run_policy_step = compile_graph(self._policy_step, mode, self.device, notice=notice)
+        self._run_base_step = compile_graph(self._base_step, mode, self.device, notice=notice)
         if self._compiles_stretch():
             # Without dropout nothing in the networks depends on the training mode, and EXPO never restructures them.
-            self._run_stretch = compile_graph(self._stretch, mode, self.device, fixed_modules=True)
+            self._run_stretch = compile_graph(self._stretch, mode, self.device, fixed_modules=True, notice=notice)
 
     def _choose_compile_mode(self, optimizers: list[th.optim.Optimizer]) -> str | None:
         """``compile_mode``, or for ``"auto"`` the measured choice of :func:`sb3_expo.backend.auto_compile_mode`."""

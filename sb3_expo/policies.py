@@ -320,17 +320,19 @@ class ExpoPolicy(BasePolicy):
         """Whether any network has dropout, so that switching the training mode changes what it computes."""
         return self.denoiser_dropout > 0 or self.edit_dropout > 0
 
-    def compile_graphs(self, mode: str, candidates: bool = True) -> None:
+    def compile_graphs(self, mode: str, candidates: bool = True, notice: Callable[[], None] | None = None) -> None:
         """
         From now on the OTF action of :meth:`_predict` runs as one compiled graph (:func:`sb3_expo.backend.compile_graph`),
         and so does :meth:`propose_candidates` (the TD targets' candidates) if ``candidates``.
 
         :param mode: a ``torch.compile`` mode ("default", "reduce-overhead", ...)
         :param candidates: compile :meth:`propose_candidates` too
+        :param notice: called before each graph call (:class:`sb3_expo.backend.CompilationNotice`)
         """
         if candidates:
-            self._propose = functools.partial(self._propose_in_chunks, compile_graph(self._propose_eager, mode, self.device))
-        self._select_action = compile_graph(self._select_action_eager, mode, self.device)
+            graph = compile_graph(self._propose_eager, mode, self.device, notice=notice)
+            self._propose = functools.partial(self._propose_in_chunks, graph)
+        self._select_action = compile_graph(self._select_action_eager, mode, self.device, notice=notice)
 
     def _propose_in_chunks(
         self,
@@ -344,7 +346,7 @@ class ExpoPolicy(BasePolicy):
         The candidates graph on a CPU, called on chunks of states of at most
         :func:`~sb3_expo.backend.cpu_chunk_rows` sampler rows, with the noise drawn for the whole batch first: the
         candidates of one call. A graph unrolls its loops, so one graph of a whole stretch (40 chunks of denoising at
-        the paper's UTD 20) took over 10 minutes to compile; a chunk's graph takes the time of one.
+        the paper's UTD 20) took far longer to compile than the graph of one chunk, which is all it needs.
         """
         batch_size = obs_features.shape[0]
         noise = self.candidate_noise(batch_size) if noise is None else noise
@@ -458,7 +460,7 @@ class ExpoPolicy(BasePolicy):
     def set_training_mode(self, mode: bool) -> None:
         """Dropout on or off in the trained networks; the EMA base and the target critics stay in eval mode."""
         if mode == self.training == self.base.training == self.edit_actor.training == self.critic.training:
-            return  # already so (nn.Module.train walks every submodule: 60 µs for a tiny policy, per train() call)
+            return  # already so (nn.Module.train walks every submodule, at every train() call)
         self.base.train(mode)
         self.edit_actor.train(mode)
         self.critic.train(mode)

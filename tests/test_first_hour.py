@@ -120,3 +120,20 @@ def test_stochastic_predict_still_varies(tiny_kwargs):
     obs = np.zeros(3, dtype=np.float32)
     actions = {float(model.predict(obs, deterministic=False)[0][0]) for _ in range(10)}
     assert len(actions) > 1
+
+
+def test_the_first_compiled_call_is_announced_once(capsys, compiling):
+    """The first call of a graph compiles it (up to a minute): the user is told then, once, and how to skip it."""
+    from sb3_expo.backend import CompilationNotice, compile_graph
+
+    notice = CompilationNotice("default", chosen_by_auto=True, verbose=1, graphs="a test graph")
+    graph = compile_graph(lambda x: x * 2 + 1, "default", th.device("cpu"), notice=notice)
+    assert capsys.readouterr().out == ""  # binding compiles nothing
+    graph(th.ones(3))
+    first = capsys.readouterr().out
+    assert "compiling a test graph" in first and "compile_mode=None" in first and 'compile_mode="auto"' in first
+    graph(th.ones(3))
+    assert capsys.readouterr().out == ""
+    quiet = CompilationNotice("default", chosen_by_auto=False, verbose=0)
+    quiet()
+    assert capsys.readouterr().out == "" and quiet.given

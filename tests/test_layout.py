@@ -5,6 +5,9 @@ algorithm on top, the data loaders sit below the tasks and envs, and functions s
 
 import ast
 import importlib
+import io
+import re
+import tokenize
 from pathlib import Path
 
 import pytest
@@ -125,3 +128,33 @@ def test_entry_points_stored_in_old_datasets_still_resolve():
     assert envs.IsSuccessInfo.__module__ == envs.TerminateOnSuccess.__module__ == "sb3_expo.envs"
     with pytest.raises(AttributeError):
         envs.no_such_name  # noqa: B018
+
+
+TIME_FIGURE = re.compile(r"\d(?:\.\d+)?\s?(?:µs|us|ns|ms|s|sec|seconds?|min|minutes?|hours?)\b")
+
+
+def docstrings_and_comments(path: Path) -> list[tuple[int, str]]:
+    """Every docstring and comment of a module, with its line number."""
+    text = path.read_text()
+    found = [
+        (token.start[0], token.string)
+        for token in tokenize.generate_tokens(io.StringIO(text).readline)
+        if token.type == tokenize.COMMENT
+    ]
+    for node in ast.walk(ast.parse(text)):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            docstring = ast.get_docstring(node, clean=False)
+            if docstring:
+                found.append((node.body[0].lineno, docstring))
+    return found
+
+
+def test_no_timing_lives_in_the_librarys_docstrings_or_comments():
+    """Measured times go stale in code: they live in benchmarks/ results and the docs quote them with a date."""
+    figures = [
+        f"{path.relative_to(PACKAGE.parent)}:{line}: {match.group()}"
+        for path in MODULES.values()
+        for line, text in docstrings_and_comments(path)
+        for match in TIME_FIGURE.finditer(text)
+    ]
+    assert not figures, figures
