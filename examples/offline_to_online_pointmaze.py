@@ -8,7 +8,8 @@
    steps in one call; they are split here to measure imitation alone.)
 4. Fine-tunes online with EXPO, every batch half offline data, half online; the base keeps imitating the
    offline data and the online episodes that reached the goal (``base_imitates``, EXPO's default).
-5. Prints the success rate at each stage and leaves TensorBoard logs.
+5. Prints the success rate at each stage, leaves TensorBoard logs and writes a learning-curve PNG next to
+   the model (the success of the online episodes over env steps, with each stage's evaluation).
 
     python examples/offline_to_online_pointmaze.py          # about 5-8 minutes on 2 CPU cores
     tensorboard --logdir runs/                              # pretrain/* and train/*, rollout/success_rate
@@ -18,8 +19,12 @@ Small networks and UTD 2 keep it CPU-sized; benchmarks/README.md has the success
 
 import argparse
 import time
+from collections.abc import Sequence
+from pathlib import Path
 
+import numpy as np
 import torch as th
+from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.monitor import Monitor
 
 from sb3_expo import EXPO
@@ -44,6 +49,64 @@ CONFIG = dict(
     n_edit_samples=4,
     policy_kwargs=dict(net_arch=[64, 64], denoiser_width=64, denoiser_blocks=2),
 )
+
+
+class EpisodeSuccesses(BaseCallback):
+    """
+    Records ``(env steps, success)`` at the end of every training episode, from the ``info["is_success"]`` that
+    SB3 already has: it draws no random numbers, so the run is the same with it as without.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.episodes: list[tuple[int, bool]] = []
+
+    def _on_step(self) -> bool:
+        for done, info in zip(self.locals["dones"], self.locals["infos"]):
+            if done and "is_success" in info:
+                self.episodes.append((self.num_timesteps, bool(info["is_success"])))
+        return True
+
+
+def plot_learning_curve(
+    path: str | Path,
+    episodes: Sequence[tuple[int, bool]],
+    evaluations: Sequence[tuple[str, int, float]],
+    imitation: float,
+    window: int = 10,
+    title: str = "",
+) -> Path:
+    """
+    Write the demo's learning curve as a PNG: the success of the online fine-tuning episodes over env steps
+    (a moving average over ``window`` episodes), the evaluations of the stages at their env step, and the
+    success of imitation alone (the pretrained base policy) as a level line.
+
+    :param path: the PNG to write (its folder is created)
+    :param episodes: ``(env steps at the episode's end, success)`` of the online episodes (:class:`EpisodeSuccesses`)
+    :param evaluations: ``(stage, env steps, success rate)`` of the evaluations
+    :param imitation: the success rate of imitation alone
+    :param window: episodes in the moving average
+    :param title: the plot's title
+    :return: the path written
+    """
+    from matplotlib.figure import Figure  # no pyplot: no GUI backend, no global state
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure = Figure(figsize=(7.5, 4.2), layout="constrained")
+    axes = figure.subplots()
+    axes.axhline(imitation, color="tab:gray", linestyle="--", label=f"imitation alone ({imitation:.2f})")
+    if episodes:
+        steps, successes = np.array(episodes, dtype=float).T
+        average = [successes[max(0, i + 1 - window) : i + 1].mean() for i in range(len(successes))]
+        axes.plot(steps, average, color="tab:blue", label=f"online episodes (mean of the last {window})")
+    for (stage, step, success_rate), marker in zip(evaluations, "osD^v"):
+        axes.plot([step], [success_rate], marker=marker, linestyle="none", markersize=8, label=f"{stage}: {success_rate:.2f}")
+    axes.set(xlabel="online env steps", ylabel="success rate", ylim=(-0.05, 1.05), title=title)
+    axes.grid(alpha=0.3)
+    axes.legend(loc="best", fontsize="small")
+    figure.savefig(path, dpi=120)
+    return path
 
 
 def main() -> None:
@@ -87,9 +150,11 @@ def main() -> None:
     results[offline] = evaluate_success_rate(model, eval_env, args.eval_episodes)
 
     online_start = time.perf_counter()
-    model.learn(args.online_steps, progress_bar=True)
+    episodes = EpisodeSuccesses()
+    model.learn(args.online_steps, callback=episodes, progress_bar=True)
     online_steps_per_s = args.online_steps / (time.perf_counter() - online_start)
-    results[f"fine-tuned ({args.online_steps} env steps)"] = evaluate_success_rate(model, eval_env, args.eval_episodes)
+    fine_tuned = f"fine-tuned ({args.online_steps} env steps)"
+    results[fine_tuned] = evaluate_success_rate(model, eval_env, args.eval_episodes)
 
     print(
         f"\nsuccess rate over {args.eval_episodes} episodes (seed {args.seed}, {time.perf_counter() - start:.0f} s; "
@@ -99,6 +164,19 @@ def main() -> None:
         print(f"  {stage:<40} {success_rate:.2f}")
     model.save(args.save)
     print(f"model saved to {args.save}; TensorBoard: tensorboard --logdir {args.logdir}")
+    evaluations = [(stage, 0, rate) for stage, rate in results.items() if stage not in (imitation, fine_tuned)]
+    evaluations.append((fine_tuned, args.online_steps, results[fine_tuned]))
+    try:
+        plot = plot_learning_curve(
+            Path(args.save).with_name(Path(args.save).stem + "_success.png"),
+            episodes.episodes,
+            evaluations,
+            imitation=results[imitation],
+            title=f"EXPO offline-to-online on PointMaze (seed {args.seed}; evaluations: {args.eval_episodes} episodes)",
+        )
+        print(f"learning curve written to {plot}")
+    except ImportError:
+        print("no learning-curve plot: matplotlib is not installed (pip install matplotlib)")
 
 
 if __name__ == "__main__":
