@@ -222,6 +222,7 @@ def test_policy_updates_once_per_policy_delay_critic_updates(tiny_kwargs):
     assert any(not th.equal(a, b) for a, b in zip(ema_before, model.base_ema.parameters()))
 
 
+@pytest.mark.slow  # 1e5 temperature updates
 def test_temperature_stays_finite_over_1e5_updates_with_the_reference_target(tiny_kwargs):
     """At β=0.05 the reference target -d/2 is unreachable: the entropy of β·u is at most d·log(2β)."""
     model = EXPO("MlpPolicy", "Pendulum-v1", **{**tiny_kwargs, "edit_scale": 0.05, "target_entropy": -0.5})

@@ -91,9 +91,9 @@ def train_and_act(tiny_kwargs, compile_mode, n_graphs=2):
 @pytest.mark.parametrize(
     ("onednn_min_macs", "compile_mode", "n_graphs"),
     [
-        (ONEDNN_MIN_MACS, "default", 2),  # a graph per stretch, one for the action
+        pytest.param(ONEDNN_MIN_MACS, "default", 2, marks=pytest.mark.slow),  # a graph per stretch, one for the action
         (ONEDNN_MIN_MACS, "per step", 4),  # the candidates, a critic step, a policy step, the action
-        (0, "default", 2),
+        pytest.param(0, "default", 2, marks=pytest.mark.slow),
         (0, "eager sampler", 3),  # "auto" at the paper's sizes: the candidates eager (prepacked weights) between graphs
     ],
 )
@@ -168,6 +168,7 @@ def test_auto_compiles_where_it_was_measured_faster(tiny_kwargs, overrides, expe
     assert (model._run_stretch != model._stretch) == stretch_compiled
 
 
+@pytest.mark.slow  # compiles the stretch and step graphs of two configurations
 def test_stretches_cut_by_a_blocks_end_run_on_the_step_graphs(tiny_kwargs):
     """
     With ``train(3)`` and ``policy_delay=2`` every other stretch is cut by a block's end: the whole stretches run as
@@ -239,6 +240,7 @@ def test_candidates_graph_runs_on_chunks_of_states_with_the_eager_numbers(tiny_k
     th.testing.assert_close(chunked, eager, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow  # compiles a whole stretch
 def test_compiled_update_with_imitation_rows_equals_eager(tiny_kwargs):
     """The base's own imitation rows (offline data and successful episodes) enter the stretch graph as inputs."""
     rng = np.random.default_rng(0)

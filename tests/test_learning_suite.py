@@ -57,6 +57,7 @@ def job_dir(out, method, seed=0):
     return out / "jobs" / f"{TASK}__{method}__{seed}"
 
 
+@pytest.mark.slow  # every method of the suite end to end
 def test_runs_every_method_writes_the_report_and_never_reruns_a_finished_job(tiny_task, tmp_path):
     out = tmp_path / "results"
     argv = ["--tasks", TASK, "--methods", *ALL_METHODS, "--seeds", "0", "--out", str(out)]

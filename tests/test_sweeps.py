@@ -95,6 +95,7 @@ def optimize_worker(url, study, folder, max_trials):
     )
 
 
+@pytest.mark.slow  # three worker processes and a database
 def test_three_workers_share_one_postgres_study_and_survive_a_killed_worker(postgres_url, tmp_path):
     """
     Three independently started ``sb3-expo train -optimize`` processes join one study; one is killed

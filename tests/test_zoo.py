@@ -185,6 +185,7 @@ def test_enjoy_loads_the_trained_model(pointmaze_run):
     assert "Loading logs" in stdout and "Success rate" in stdout and "Mean episode length" in stdout
 
 
+@pytest.mark.slow  # rl-zoo's Optuna search end to end
 def test_optimize_one_trial(pointmaze_run):
     root, env, common, _ = pointmaze_run
     stdout = run_cli(
