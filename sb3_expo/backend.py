@@ -31,7 +31,6 @@ tests and benchmarks use to compare a fast path with its plain version.
 import contextlib
 import dataclasses
 import os
-import platform
 import shutil
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -40,10 +39,19 @@ import torch as th
 from torch import nn
 from torch.nn import functional as F
 
+from sb3_expo.compat import (
+    ONEDNN_AVAILABLE,
+    autograd_in_graphs,
+    inductor_mode_options,
+    onednn_linear_pointwise,
+    onednn_pack_weight,
+    skip_module_guards,
+    tracing_autograd_ops,
+    tree_map,
+)
+
 # Smallest layer (rows x in x out multiply-adds) sent to oneDNN; tiny CPU configurations stay on F.linear.
 ONEDNN_MIN_MACS = 1 << 22
-
-ONEDNN_AVAILABLE = th.backends.mkldnn.is_available() and platform.machine().lower() in ("x86_64", "amd64")
 
 # Rows a CPU sampler denoises at a time (see the module docstring); GPUs take one pass.
 CPU_CHUNK_ROWS = 1024
@@ -124,7 +132,7 @@ def needs_grad(*tensors: th.Tensor | None) -> bool:
 
 def _onednn_matmul(x: th.Tensor, weight: th.Tensor, bias: th.Tensor | None, silu: bool) -> th.Tensor:
     rows = x.reshape(-1, x.shape[-1])
-    out = th.ops.mkldnn._linear_pointwise(rows, weight, bias, "swish" if silu else "none", [None], "")
+    out = onednn_linear_pointwise(rows, weight, bias, silu)
     return out.reshape(*x.shape[:-1], weight.shape[0])
 
 
@@ -214,7 +222,7 @@ def prepacked(weight: th.Tensor, rows: int) -> th.Tensor:
     if _packed is None or not (options.prepack_weights and isinstance(weight, nn.Parameter)):
         return weight
     if id(weight) not in _packed:
-        _packed[id(weight)] = (weight, th.ops.mkldnn._reorder_linear_weight(weight.detach(), rows))
+        _packed[id(weight)] = (weight, onednn_pack_weight(weight.detach(), rows))
     return _packed[id(weight)][1]
 
 
@@ -314,7 +322,8 @@ def auto_compile_mode(device: th.device | str) -> str | None:
 
     :param device: where the model runs
     """
-    return "default" if th.device(device).type == "cpu" and cpp_compiler_available() else None
+    cpu = th.device(device).type == "cpu"
+    return "default" if cpu and cpp_compiler_available() and autograd_in_graphs() else None
 
 
 def auto_compiles_sampler(sampler_layer_macs: int, mixed_precision: bool) -> bool:
@@ -410,25 +419,18 @@ def compile_graph(
         guards are a measurable share of a stretch (benchmarks/README.md). A changed module is then not noticed.
     :param notice: called before every call (a :class:`CompilationNotice` speaks at the first one, which compiles)
     """
-    from torch._inductor import list_mode_options
-
-    options = {**list_mode_options(mode), "fallback_random": True, "cpp_wrapper": th.device(device).type == "cpu"}
-    if fixed_modules:
-        options["guard_filter_fn"] = th.compiler.skip_guard_on_all_nn_modules_unsafe
+    options = {**inductor_mode_options(mode), "fallback_random": True, "cpp_wrapper": th.device(device).type == "cpu"}
+    if fixed_modules and skip_module_guards() is not None:
+        options["guard_filter_fn"] = skip_module_guards()
     compiled = th.compile(step, fullgraph=True, dynamic=None, options=options)
     if options.get("triton.cudagraphs"):  # CUDA graphs reuse their output memory at the next replay: keep copies
         replay = compiled
-        compiled = lambda *args, **kwargs: th.utils._pytree.tree_map(th.clone, replay(*args, **kwargs))  # noqa: E731
+        compiled = lambda *args, **kwargs: tree_map(th.clone, replay(*args, **kwargs))  # noqa: E731
 
     def compiled_step(*args: Any, **kwargs: Any) -> Any:
         if notice is not None:
             notice()
-        # Trace torch.autograd.grad into the graph (set and restored by hand: config.patch costs more per call).
-        config, previous = th._dynamo.config, th._dynamo.config.trace_autograd_ops
-        config.trace_autograd_ops = True
-        try:
+        with tracing_autograd_ops():
             return compiled(*args, **kwargs)
-        finally:
-            config.trace_autograd_ops = previous
 
     return compiled_step

@@ -13,6 +13,7 @@ from gymnasium import spaces
 from stable_baselines3.common.preprocessing import is_image_space
 
 from sb3_expo.buffers import offline_row_mask
+from sb3_expo.compat import total_norm
 
 
 def check_finite(loss: th.Tensor, name: str, n_updates: int, parameters: Iterable[th.Tensor] | None = None) -> None:
@@ -34,7 +35,7 @@ def check_finite(loss: th.Tensor, name: str, n_updates: int, parameters: Iterabl
     checks = [th.isfinite(loss).all()]
     gradients = [parameter.grad for parameter in parameters or () if parameter.grad is not None]
     if gradients:
-        checks.append(th.isfinite(th.nn.utils.get_total_norm(gradients)))
+        checks.append(th.isfinite(total_norm(gradients)))
     loss_ok, *gradients_ok = th.stack(checks).tolist()
     if loss_ok and all(gradients_ok):
         return

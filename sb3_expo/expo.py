@@ -24,11 +24,12 @@ from sb3_expo.backend import (
     packed_weights,
 )
 from sb3_expo.checks import check_image_observations
+from sb3_expo.compat import compile_disabled
 from sb3_expo.critics import random_subsets
 from sb3_expo.data import OfflineSource, OfflineTransitions, RewardTransform
 from sb3_expo.loading import ReloadChecks
 from sb3_expo.offline import DEFAULT_OFFLINE_RATIO, OfflineToOnline, choose_replay_buffer_class
-from sb3_expo.policies import ExpoPolicy, MlpPolicy, MultiInputPolicy
+from sb3_expo.policies import ExpoPolicy, MlpPolicy, MultiInputPolicy, policy_option_defaults
 from sb3_expo.safeguards import Safeguards
 from sb3_expo.update import (
     GraphAdam,
@@ -56,14 +57,18 @@ LOG_ENT_COEF_MIN, LOG_ENT_COEF_MAX = -20.0, 20.0
 
 def merge_policy_options(policy_kwargs: dict[str, Any], **options: Any) -> dict[str, Any]:
     """
-    A copy of ``policy_kwargs`` with EXPO's policy options (their one home): the same key there with another value
-    is an error. A copy, so that one dict can configure several models (rl-zoo's trials share one).
+    A copy of ``policy_kwargs`` holding every one of EXPO's policy options, which is where EXPO reads them back from.
+    An option EXPO was given (not None) wins; one left at None keeps its ``policy_kwargs`` value, as SB3 users write
+    ``policy_kwargs=dict(n_critics=5)``, or takes :class:`~sb3_expo.policies.ExpoPolicy`'s default (the one place a
+    default is written). The same option in both with different values is an error. A copy, so that one dict can
+    configure several models (rl-zoo's trials share one).
     """
-    conflicts = [f"policy_kwargs {key}={policy_kwargs[key]!r} vs EXPO {key}={value!r}" for key, value in options.items()
+    given = {key: value for key, value in options.items() if value is not None}
+    conflicts = [f"policy_kwargs {key}={policy_kwargs[key]!r} vs EXPO {key}={value!r}" for key, value in given.items()
                  if key in policy_kwargs and policy_kwargs[key] != value]  # fmt: skip
     if conflicts:
-        raise ValueError(f"Options given twice with different values ({', '.join(conflicts)}): pass them to EXPO only")
-    return {**policy_kwargs, **options}
+        raise ValueError(f"Options given twice with different values ({', '.join(conflicts)}): pass each one once")
+    return {**policy_option_defaults(tuple(options)), **policy_kwargs, **given}
 
 
 BASE_IMITATES = ("offline_and_successes", "all")
@@ -118,14 +123,14 @@ class EXPO(ReloadChecks, Safeguards, OfflineToOnline, OffPolicyAlgorithm):
     :param offline_ratio: share of offline transitions in every minibatch once the online buffer holds data
     :param reward_scale: every sampled reward, offline and online, becomes ``r * reward_scale + reward_shift``
     :param reward_shift: see ``reward_scale`` (the paper's AntMaze setting: -1)
-    :param n_critics: size E of the critic ensemble
-    :param critic_subset_size: size of the random subset of target critics whose minimum scores candidates and targets
-    :param n_base_samples: N, base-policy samples per state in the OTF action
-    :param n_edit_samples: K ≤ N, how many of the base samples are also edited
+    :param n_critics: size E of the critic ensemble (10)
+    :param critic_subset_size: size of the random subset of target critics whose minimum scores candidates and targets (2)
+    :param n_base_samples: N, base-policy samples per state in the OTF action (8)
+    :param n_edit_samples: K ≤ N, how many of the base samples are also edited (8)
     :param edit_scale: β, the largest edit of an action coordinate (actions in [-1, 1]). ``"auto"``: 0.1 with an
         ``offline_dataset`` (the paper's offline-to-online and robomimic settings are 0.05-0.1), else 0.7 (its Adroit
         setting, learning from scratch); docs/algorithm.md, "Fine-tuning recipe"
-    :param diffusion_steps: T, denoising steps of the base policy
+    :param diffusion_steps: T, denoising steps of the base policy (10)
     :param base_ema_rate: Polyak rate of the EMA base policy used for acting, per base update
     :param policy_lr_decay_steps: base and edit-actor learning rates decay to 0 over this many updates (``None``: never)
     :param base_imitates: what the base policy imitates online: ``"offline_and_successes"`` (offline data and online
@@ -136,10 +141,13 @@ class EXPO(ReloadChecks, Safeguards, OfflineToOnline, OffPolicyAlgorithm):
     :param compile_mode: ``None`` (eager) or a ``torch.compile`` mode: each critic step, each policy step, the TD-target
         candidates and the OTF action become one graph each (Adam / AdamW). ``"auto"``: on a CPU, compiled where
         measured faster (the TD-target sampler only when small or in bf16); eager on GPUs for now
-    :param mixed_precision: sample candidates with the denoiser in bfloat16 autocast (GPUs, CPUs with AMX / AVX-512 BF16)
+    :param mixed_precision: sample candidates with the denoiser in bfloat16 autocast (GPUs, CPUs with AMX / AVX-512 BF16;
+        default False)
     :param stats_window_size: window size of the rollout logging (episodes)
     :param tensorboard_log: the log location for TensorBoard (if None, no logging)
-    :param policy_kwargs: further arguments of :class:`~sb3_expo.policies.ExpoPolicy` (``net_arch``, ``denoiser_width``, ...)
+    :param policy_kwargs: arguments of :class:`~sb3_expo.policies.ExpoPolicy` (``net_arch``, ``denoiser_width``, ...). The
+        options above that EXPO also takes (``n_critics`` ... ``mixed_precision``; left at None) may be given here
+        instead, as in SB3 (``policy_kwargs=dict(n_critics=5)``); the defaults in brackets are ExpoPolicy's
     :param verbose: 0 no output, 1 info, 2 debug
     :param seed: seed of the pseudo-random generators
     :param device: "cpu", "cuda", or "auto" (CUDA when available)
@@ -178,19 +186,19 @@ class EXPO(ReloadChecks, Safeguards, OfflineToOnline, OffPolicyAlgorithm):
         offline_ratio: float = DEFAULT_OFFLINE_RATIO,
         reward_scale: float = 1.0,
         reward_shift: float = 0.0,
-        n_critics: int = 10,
-        critic_subset_size: int = 2,
-        n_base_samples: int = 8,
-        n_edit_samples: int = 8,
+        n_critics: int | None = None,
+        critic_subset_size: int | None = None,
+        n_base_samples: int | None = None,
+        n_edit_samples: int | None = None,
         edit_scale: float | str = "auto",
-        diffusion_steps: int = 10,
+        diffusion_steps: int | None = None,
         base_ema_rate: float = 0.001,
         policy_lr_decay_steps: int | None = 3_000_000,
         base_imitates: str = "offline_and_successes",
         ent_coef: str | float = "auto",
         target_entropy: str | float = "auto",
         compile_mode: str | None = "auto",
-        mixed_precision: bool = False,
+        mixed_precision: bool | None = None,
         stats_window_size: int = 100,
         tensorboard_log: str | None = None,
         policy_kwargs: dict[str, Any] | None = None,
@@ -219,8 +227,9 @@ class EXPO(ReloadChecks, Safeguards, OfflineToOnline, OffPolicyAlgorithm):
         self.target_entropy = target_entropy
         self.compile_mode = compile_mode
         self.resolved_compile_mode: str | None = None  # compile_mode with "auto" decided, at set-up
-        if edit_scale == "auto":
+        if edit_scale == "auto":  # a value in policy_kwargs counts as given
             edit_scale = EDIT_SCALE_WITH_DATA if offline_dataset is not None else EDIT_SCALE_FROM_SCRATCH
+            edit_scale = None if "edit_scale" in self.policy_kwargs else edit_scale
         self.policy_kwargs = merge_policy_options(
             self.policy_kwargs, n_critics=n_critics, critic_subset_size=critic_subset_size, n_base_samples=n_base_samples,
             n_edit_samples=n_edit_samples, edit_scale=edit_scale, diffusion_steps=diffusion_steps,
@@ -313,7 +322,7 @@ class EXPO(ReloadChecks, Safeguards, OfflineToOnline, OffPolicyAlgorithm):
 
     def _choose_compile_mode(self, optimizers: list[th.optim.Optimizer]) -> str | None:
         """``compile_mode``, or for ``"auto"`` the measured choice of :func:`sb3_expo.backend.auto_compile_mode`."""
-        if th._dynamo.config.disable:  # TORCH_COMPILE_DISABLE=1: torch.compile is off, EXPO runs eager
+        if compile_disabled():  # TORCH_COMPILE_DISABLE=1: torch.compile is off, EXPO runs eager
             return None
         if self.compile_mode != "auto":
             return self.compile_mode

@@ -8,6 +8,7 @@ takes part and implements that selection; the training losses live in :class:`sb
 
 import copy
 import functools
+import inspect
 import math
 import warnings
 from collections.abc import Callable
@@ -484,3 +485,9 @@ class MultiInputPolicy(ExpoPolicy):
         super().__init__(
             observation_space, action_space, lr_schedule, features_extractor_class=features_extractor_class, **kwargs
         )
+
+
+def policy_option_defaults(names: tuple[str, ...]) -> dict[str, Any]:
+    """:class:`ExpoPolicy`'s defaults of the options ``names``: the one place where they are written."""
+    parameters = inspect.signature(ExpoPolicy.__init__).parameters
+    return {name: parameters[name].default for name in names}

@@ -158,3 +158,16 @@ def test_no_timing_lives_in_the_librarys_docstrings_or_comments():
         for match in TIME_FIGURE.finditer(text)
     ]
     assert not figures, figures
+
+
+def test_private_pytorch_lives_in_the_compatibility_module_only():
+    """dynamo's config, inductor, oneDNN's private operators and pytree can change in any release: one module wraps them."""
+    private = re.compile(r"_dynamo|_inductor|ops\.mkldnn|_pytree|skip_guard_on_all_nn_modules_unsafe|get_total_norm")
+    found = [
+        f"{name}:{number}"
+        for name, path in MODULES.items()
+        if name != "sb3_expo.compat"
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if private.search(line)
+    ]
+    assert not found, found

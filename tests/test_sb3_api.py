@@ -224,3 +224,14 @@ def test_policy_smoke_on_asymmetric_bounds(tiny_kwargs):
             action, _ = model.predict(obs, deterministic=deterministic)
             assert env.action_space.contains(action), action
             obs, *_ = env.step(action)
+
+
+def test_policy_options_given_the_sb3_way_in_policy_kwargs(tiny_kwargs):
+    """``policy_kwargs=dict(n_critics=5)`` is how SB3 users size SAC's critics: EXPO takes it, and refuses a clash."""
+    kwargs = {key: value for key, value in tiny_kwargs.items() if key not in ("n_critics", "edit_scale")}
+    policy_kwargs = {**kwargs.pop("policy_kwargs", {}), "n_critics": 5, "edit_scale": 0.3}
+    model = EXPO("MlpPolicy", "Pendulum-v1", policy_kwargs=policy_kwargs, **kwargs)
+    assert model.n_critics == 5 and model.policy.critic.n_critics == 5 and model.edit_scale == 0.3
+    assert EXPO("MlpPolicy", "Pendulum-v1", **kwargs).n_critics == 10  # ExpoPolicy's default, written once
+    with pytest.raises(ValueError, match="n_critics"):
+        EXPO("MlpPolicy", "Pendulum-v1", policy_kwargs=policy_kwargs, **{**kwargs, "n_critics": 4})
