@@ -137,3 +137,20 @@ def test_the_first_compiled_call_is_announced_once(capsys, compiling):
     quiet = CompilationNotice("default", chosen_by_auto=False, verbose=0)
     quiet()
     assert capsys.readouterr().out == "" and quiet.given
+
+
+def test_a_runs_curves_are_drawn_from_its_event_files(tmp_path):
+    """benchmarks/plot_run.py draws the panels of the keys a run wrote (the Monitoring page's picture)."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    from benchmarks.plot_run import plot_run, read_scalars
+
+    writer = SummaryWriter(str(tmp_path / "EXPO_1"))
+    for step in range(5):
+        writer.add_scalar("pretrain/base_loss", 1.0 / (step + 1), step)
+        writer.add_scalar("rollout/success_rate", step / 4, 100 * step)
+    writer.close()
+    scalars = read_scalars(tmp_path / "EXPO_1")
+    assert scalars["rollout/success_rate"] == ([0, 100, 200, 300, 400], [0.0, 0.25, 0.5, 0.75, 1.0])
+    png = plot_run(scalars, tmp_path / "run.png", "test")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
