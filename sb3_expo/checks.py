@@ -48,27 +48,6 @@ def check_finite(loss: th.Tensor, name: str, n_updates: int, parameters: Iterabl
     )
 
 
-def checked_step(
-    optimizer: th.optim.Optimizer, loss: th.Tensor, name: str, n_updates: int, check_gradients: bool = True
-) -> None:
-    """
-    One optimiser step with :func:`check_finite` between ``backward()`` and ``step()``:
-    ``zero_grad(set_to_none=True)``, ``loss.backward()``, the check, ``optimizer.step()``.
-
-    :param optimizer: the optimiser of the parameters ``loss`` depends on
-    :param loss: a scalar loss
-    :param name: its name in the logs, for the message
-    :param n_updates: the update counter, for the message
-    :param check_gradients: also check the gradients of the optimiser's parameters
-    :raises FloatingPointError: the loss or a gradient is not finite (the gradients stay, the step is not taken)
-    """
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    parameters = [parameter for group in optimizer.param_groups for parameter in group["params"]] if check_gradients else None
-    check_finite(loss, name, n_updates, parameters)
-    optimizer.step()
-
-
 def offline_batch_size_warning(batch_size: int, offline_size: int, offline_ratio: float) -> str | None:
     """
     The reason to warn about a ``batch_size`` larger than the offline dataset, or None.

@@ -77,6 +77,12 @@ class Minibatch:
 
     @classmethod
     def from_samples(cls, policy: BasePolicy, data: ReplayBufferSamples) -> "Minibatch":
+        """The minibatch of one-step transitions; n-step samples (their ``discounts``) are refused, not dropped."""
+        if getattr(data, "discounts", None) is not None:
+            raise ValueError(
+                "EXPO's TD target is one-step (r + γ·Q): n-step replay buffers (SB3's NStepReplayBuffer, samples with "
+                "discounts) are not supported. Leave replay_buffer_class unset."
+            )
         features = policy.features_extractor
         return cls(
             policy.extract_features(data.observations, features),

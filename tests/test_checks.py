@@ -11,11 +11,18 @@ from sb3_expo.checks import (
     check_finite,
     check_image_observations,
     check_offline_batch_size,
-    checked_step,
     image_observation_warning,
     offline_batch_size_warning,
     replay_buffer_observation_bytes,
 )
+
+
+def checked_step(optimizer, loss, name, n_updates):
+    """An optimiser step with check_finite between backward() and step(), as sb3_expo.update.guarded_step does."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    check_finite(loss, name, n_updates, [p for group in optimizer.param_groups for p in group["params"]])
+    optimizer.step()
 
 
 def tiny_model():
@@ -105,3 +112,15 @@ def test_expo_warns_about_image_observations_before_allocating_the_buffer(tiny_k
 
     with pytest.warns(UserWarning, match="Image observations"):
         EXPO("MlpPolicy", ImageEnv(), **{**tiny_kwargs, "buffer_size": 100})
+
+
+def test_n_step_samples_are_refused_not_silently_one_step():
+    """SB3's n-step buffers return per-row discounts; EXPO's one-step target would ignore them."""
+    from stable_baselines3.common.type_aliases import ReplayBufferSamples
+
+    from sb3_expo.update import Minibatch
+
+    rows = th.zeros(4, 3)
+    samples = ReplayBufferSamples(rows, th.zeros(4, 1), rows, th.zeros(4, 1), th.zeros(4, 1), th.full((4, 1), 0.9))
+    with pytest.raises(ValueError, match="n-step"):
+        Minibatch.from_samples(None, samples)
