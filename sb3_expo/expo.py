@@ -266,6 +266,7 @@ class EXPO(ReloadChecks, Safeguards, OfflineToOnline, OffPolicyAlgorithm):
             self.replay_buffer_class, self.replay_buffer_kwargs, self.observation_space,
             self.offline_dataset is not None, self.offline_ratio, reward_transform,
         )  # fmt: skip
+        self._report_buffer_options()
         check_image_observations(self.observation_space, self.buffer_size, self.optimize_memory_usage, stacklevel=3)
         super()._setup_model()
         self.base, self.base_ema, self.edit_actor = self.policy.base, self.policy.base_ema, self.policy.edit_actor

@@ -42,7 +42,8 @@ def choose_replay_buffer_class(
     ``HerReplayBuffer``) would silently drop the transform, so that is an error.
     """
     if replay_buffer_class is None:
-        if not has_offline_data and reward_transform.is_identity:
+        mixing_kwargs = "offline_ratio" in replay_buffer_kwargs or "reward_transform" in replay_buffer_kwargs
+        if not has_offline_data and reward_transform.is_identity and not mixing_kwargs:
             return None  # SB3's choice
         is_dict = isinstance(observation_space, spaces.Dict)
         replay_buffer_class = DictOfflineReplayBuffer if is_dict else OfflineReplayBuffer
@@ -66,6 +67,13 @@ def choose_replay_buffer_class(
 class OfflineToOnline:
     """Offline data for an EXPO model: attach it (and re-attach it after loading a replay buffer), pretrain on it, and
     choose what the base imitates online."""
+
+    def _report_buffer_options(self) -> None:
+        """``offline_ratio`` and the reward transform as the buffer uses them, where ``replay_buffer_kwargs`` set them."""
+        self.offline_ratio = self.replay_buffer_kwargs.get("offline_ratio", self.offline_ratio)
+        transform = self.replay_buffer_kwargs.get("reward_transform")
+        if transform is not None:
+            self.reward_scale, self.reward_shift = transform.scale, transform.shift
 
     def attach_offline_data(self, dataset: OfflineSource | None = None) -> None:
         """

@@ -206,3 +206,15 @@ def test_base_policy_actor_acts_with_one_ema_base_sample(tiny_kwargs, pendulum_f
     assert np.all(np.abs(action) <= 2.0)  # Pendulum's bounds: the base's [-1, 1] sample in env units
     batch, _ = actor.predict(DummyVecEnv([lambda: gym.make("Pendulum-v1")] * 3).reset())
     assert batch.shape == (3, 1)
+
+
+def test_buffer_options_set_in_replay_buffer_kwargs_are_what_expo_reports(tiny_kwargs):
+    """offline_ratio / the reward transform given to the buffer: EXPO reports the value the buffer uses."""
+    from sb3_expo.data import RewardTransform
+
+    kwargs = dict(offline_ratio=0.25, reward_transform=RewardTransform(2.0, -1.0))
+    model = EXPO("MlpPolicy", "Pendulum-v1", replay_buffer_kwargs=kwargs, **tiny_kwargs)
+    assert model.replay_buffer.offline_ratio == model.offline_ratio == 0.25
+    assert (model.reward_scale, model.reward_shift) == (2.0, -1.0)
+    with pytest.raises(ValueError, match="offline_ratio"):
+        EXPO("MlpPolicy", "Pendulum-v1", replay_buffer_kwargs=kwargs, offline_ratio=0.75, **tiny_kwargs)
