@@ -3,8 +3,10 @@ Saving that survives being interrupted, and resuming that continues a run exactl
 
 Every file is written under a temporary name, then renamed (:func:`~sb3_expo.safeguards.write_atomically`).
 :class:`CheckpointCallback` writes checkpoints (model, replay buffer, every generator's state) from
-which :func:`resume` continues a run as if it had never stopped. Checkpoint state is data (JSON, ``.npz``
-without pickles: :mod:`sb3_expo.safe_state`), and every file is checked against its SHA-256 before it is loaded.
+which :func:`resume` continues a run as if it had never stopped. A checkpoint is data that :func:`resume` reads
+without unpickling anything (JSON, ``.npz`` without pickles, SB3's zip with a data value for each of its pickled
+entries: :mod:`sb3_expo.safe_state`, :mod:`sb3_expo.checkpoint_data`), and every file is checked against its SHA-256
+before it is loaded.
 """
 
 import os
@@ -31,16 +33,18 @@ from stable_baselines3.common.logger import (
 from stable_baselines3.common.type_aliases import GymEnv
 from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 
+from sb3_expo.checkpoint_data import BUFFER_FILES, buffer_data, custom_objects, restore_buffer, zip_objects
 from sb3_expo.expo import EXPO
 from sb3_expo.safe_state import (
-    ARRAYS_FILE,
     MANIFEST_FILE,
     STATE_FILE,
+    STATE_FILES,
     CheckpointCorruptedError,
-    read_state,
+    generator_from_state,
+    read_data,
     verify_manifest,
+    write_data,
     write_manifest,
-    write_state,
 )
 from sb3_expo.safeguards import remove_stale_temporaries, temporary_path, write_atomically
 
@@ -58,10 +62,11 @@ __all__ = [
 # ------------------------------------------------------------------------------------- exact resume
 
 # The files a manifest lists (with their SHA-256), and all the files of a checkpoint.
-HASHED_FILES = ("model.zip", "replay_buffer.pkl", STATE_FILE, ARRAYS_FILE)
+HASHED_FILES = ("model.zip", *BUFFER_FILES, *STATE_FILES)
 CHECKPOINT_FILES = (*HASHED_FILES, MANIFEST_FILE)
 _CHECKPOINT_NAME = re.compile(r"(?P<prefix>.+)_(?P<steps>\d+)_steps")
-_STATE_FORMAT = 2  # 1: state.pkl (a pickle, no longer read: unpickling can run code)
+# 1: state.pkl, 2: replay_buffer.pkl (pickles, no longer read: unpickling can run code); 3: data only.
+_STATE_FORMAT = 3
 
 
 def rng_state() -> dict[str, Any]:
@@ -87,12 +92,6 @@ def env_rng_states(env: VecEnv) -> list[dict[str, Any]] | None:
         return [generator.bit_generator.state for generator in env.get_attr("np_random")]
     except AttributeError:
         return None
-
-
-def _generator(state: dict[str, Any]) -> np.random.Generator:
-    generator = np.random.Generator(getattr(np.random, state["bit_generator"])())
-    generator.bit_generator.state = state
-    return generator
 
 
 def _logger_state(model: BaseAlgorithm) -> dict[str, Any] | None:
@@ -144,11 +143,12 @@ def _restore_vec_normalize(vec_normalize: Any, saved: dict[str, Any]) -> None:
 
 def save_checkpoint(model: BaseAlgorithm, path: str | os.PathLike, env_rng: list[dict[str, Any]] | None) -> pathlib.Path:
     """
-    Write a checkpoint folder: ``model.zip`` and ``replay_buffer.pkl`` (SB3's formats), ``state.json`` and
-    ``arrays.npz`` (every RNG state, the env's RNG before its last reset, VecNormalize statistics, the logger's run:
-    data that cannot run code when read) and ``manifest.json`` (the SHA-256 of each file, checked by :func:`resume`).
-    The folder is written under a name of its own and renamed, so ``path`` is either absent or complete, also when
-    several saves to ``path`` run at once.
+    Write a checkpoint folder: ``model.zip`` (SB3's format), ``replay_buffer.json`` and ``replay_buffer.npz`` (the
+    replay buffer), ``state.json`` and ``arrays.npz`` (the zip's pickled entries as data, every RNG state, the env's
+    RNG before its last reset, VecNormalize statistics, the logger's run) and ``manifest.json`` (the SHA-256 of each
+    file, checked by :func:`resume`). All but the zip are data that cannot run code when read, and :func:`resume`
+    reads the zip without unpickling. The folder is written under a name of its own and renamed, so ``path`` is
+    either absent or complete, also when several saves to ``path`` run at once.
 
     Meant to be called between two updates, when the last env step has ended the episode of every env
     (the rule of :class:`CheckpointCallback`); :func:`resume` checks that a fresh env reset from the saved
@@ -166,17 +166,18 @@ def save_checkpoint(model: BaseAlgorithm, path: str | os.PathLike, env_rng: list
     temporary.mkdir(parents=True)
     try:
         model.save(temporary / "model.zip")
-        model.save_replay_buffer(temporary / "replay_buffer.pkl")  # type: ignore[attr-defined]
+        write_data(temporary, BUFFER_FILES, buffer_data(model.replay_buffer))  # type: ignore[attr-defined]
         state = {
             "format": _STATE_FORMAT,
             "num_timesteps": model.num_timesteps,
+            "zip_objects": zip_objects(model, temporary / "model.zip"),
             "rng": rng_state(),
             "action_space_rng": model.action_space.np_random.bit_generator.state,
             "env_rng": env_rng,
             "vec_normalize": _vec_normalize_state(model),
             "logger": _logger_state(model),
         }
-        write_state(temporary, state)
+        write_data(temporary, STATE_FILES, state)
         write_manifest(temporary, HASHED_FILES)
         _replace_folder(temporary, destination)
     finally:
@@ -227,26 +228,35 @@ def latest_checkpoint(path: str | os.PathLike) -> pathlib.Path:
     path = pathlib.Path(path)
     if _is_checkpoint(path):
         return path
+    _refuse_pickled_format(path)
     missing = [name for name in CHECKPOINT_FILES if not (path / name).is_file()]
-    if any((path / name).is_file() for name in (STATE_FILE, ARRAYS_FILE, MANIFEST_FILE)):  # only checkpoints have them
+    if any((path / name).is_file() for name in (*STATE_FILES, MANIFEST_FILE)):  # only checkpoints have them
         raise CheckpointCorruptedError(
             f"{path} is an incomplete checkpoint: {', '.join(missing)} missing. Resume from an earlier checkpoint, or "
             "copy this one again from where it was written."
-        )
-    if (path / "state.pkl").is_file():
-        raise CheckpointCorruptedError(
-            f"{path} was written by an earlier sb3_expo (state.pkl): resume no longer unpickles checkpoint state, since "
-            "unpickling can run code. Resume it with the version that wrote it, or start again from its model.zip and "
-            "replay_buffer.pkl (EXPO.load, load_replay_buffer: SB3's pickles, load only your own)."
         )
     for folder in (path, path / "checkpoints"):
         found = list_checkpoints(folder) if folder.is_dir() else []
         if found:
             return found[-1]
+        for earlier in sorted(folder.glob("*_steps")):  # none complete: say why if they are of an earlier format
+            _refuse_pickled_format(earlier)
     raise FileNotFoundError(
         f"No checkpoint at {path}: expected a folder holding {', '.join(CHECKPOINT_FILES)} (written by "
         "sb3_expo.checkpoints.CheckpointCallback), or a folder of such '<prefix>_<steps>_steps' folders"
     )
+
+
+def _refuse_pickled_format(path: pathlib.Path) -> None:
+    """A checkpoint of an earlier version, with a pickle in it, is refused with the reason (never unpickled)."""
+    for name in ("state.pkl", "replay_buffer.pkl"):
+        if (path / name).is_file():
+            raise CheckpointCorruptedError(
+                f"{path} was written by an earlier sb3_expo ({name}): resume no longer unpickles checkpoints, since "
+                "unpickling can run code. Resume it with the version that wrote it, or, if you wrote it yourself, "
+                "start again from its model.zip and replay_buffer.pkl (EXPO.load, load_replay_buffer: SB3's "
+                "pickles, load only your own)."
+            )
 
 
 class CheckpointCallback(BaseCallback):
@@ -256,11 +266,12 @@ class CheckpointCallback(BaseCallback):
 
     A checkpoint is the folder ``<save_path>/<name_prefix>_<steps>_steps/`` with the model zip (networks,
     EMA base, target critics, optimisers, temperature, step and update counters, learning-rate
-    progress, action noise, episode statistics), the replay buffer, ``state.json`` and ``arrays.npz``
-    (torch / numpy / ``random`` generators, the action space's generator, the env's ``np_random``,
-    VecNormalize statistics, the logger's run folder: data, never unpickled) and ``manifest.json`` (the
-    SHA-256 of every file, checked by :func:`resume`). Folders are written under a temporary name and
-    renamed, so a kill at any instant leaves complete checkpoints only; the ``keep_last`` newest are kept.
+    progress, action noise, episode statistics), the replay buffer (``replay_buffer.json`` and ``.npz``),
+    ``state.json`` and ``arrays.npz`` (the zip's pickled entries as data, torch / numpy / ``random``
+    generators, the action space's generator, the env's ``np_random``, VecNormalize statistics, the
+    logger's run folder) and ``manifest.json`` (the SHA-256 of every file, checked by :func:`resume`):
+    :func:`resume` unpickles none of them. Folders are written under a temporary name and renamed, so a
+    kill at any instant leaves complete checkpoints only; the ``keep_last`` newest are kept.
 
     **The rule**: a checkpoint is taken between two updates, at the first rollout start at which at
     least ``save_freq`` env steps have passed since the last one *and every env has just started a
@@ -360,7 +371,7 @@ def _restore_env(model: BaseAlgorithm, state: dict[str, Any], strict: bool) -> N
         if len(state["env_rng"]) != env.num_envs:
             raise ValueError(f"The checkpoint was taken with {len(state['env_rng'])} envs, this env has {env.num_envs}")
         for index, generator_state in enumerate(state["env_rng"]):
-            env.set_attr("np_random", _generator(generator_state), indices=[index])
+            env.set_attr("np_random", generator_from_state(generator_state), indices=[index])
     observation = env.reset()
     vec_normalize = model.get_vec_normalize_env()
     saved = model._last_obs  # type: ignore[attr-defined]
@@ -401,6 +412,26 @@ def _restore_logger(model: BaseAlgorithm, state: dict[str, Any]) -> None:
     model.set_logger(Logger(folder=saved["dir"], output_formats=outputs))
 
 
+def _load_model(
+    checkpoint: pathlib.Path, state: dict[str, Any], algorithm: type[BaseAlgorithm], env: GymEnv, device: Any, kwargs: Any
+) -> BaseAlgorithm:
+    """
+    The model and its replay buffer, with nothing unpickled: SB3's ``load`` gets a value for every pickled entry of
+    the zip (the checkpoint's data, or the caller's arguments), and the buffer is read from JSON and ``.npz`` into the
+    loaded model's own buffer.
+    """
+    overrides = kwargs.pop("custom_objects", None) or {}
+    objects = custom_objects(checkpoint / "model.zip", state["zip_objects"], {**kwargs, **overrides})
+    model = algorithm.load(checkpoint / "model.zip", env, device, custom_objects=objects, force_reset=False, **kwargs)
+    buffer = read_data(checkpoint, BUFFER_FILES)
+    restore_buffer(model.replay_buffer, buffer, checkpoint / BUFFER_FILES[0])  # type: ignore[attr-defined]
+    if model.num_timesteps != state["num_timesteps"]:
+        raise ValueError(
+            f"{checkpoint}: model.zip is at {model.num_timesteps} steps, {STATE_FILE} at {state['num_timesteps']}"
+        )
+    return model
+
+
 def resume(
     path: str | os.PathLike,
     env: GymEnv | str,
@@ -422,13 +453,19 @@ def resume(
     observation), VecNormalize statistics and the logger's run (TensorBoard continues the same run).
     Pass ``reset_num_timesteps=False`` to ``learn``, or the step counters and the env start over.
 
+    Nothing is unpickled, so a checkpoint from someone else cannot run code: ``model.zip`` is loaded with a data
+    value for each of its pickled entries, and its tensors with ``weights_only=True``. A value a checkpoint cannot
+    hold as data (a learning-rate function, an action noise or class of your own) is asked for by name: pass it
+    again as a keyword argument (``resume(path, env, learning_rate=schedule)``).
+
     :param path: a checkpoint folder, or a folder of them (the newest is taken)
     :param env: a new env of the run, made as the first one was (a Gymnasium id, an env or a VecEnv)
     :param algorithm: the model's class (default :class:`~sb3_expo.EXPO`)
     :param device: where the model runs
     :param strict: raise if the env's reset does not give the checkpoint's observation (else warn and
         continue from the new reset)
-    :param kwargs: passed to ``algorithm.load`` (e.g. ``offline_dataset=<new path>`` if the data moved)
+    :param kwargs: passed to ``algorithm.load`` (e.g. ``offline_dataset=<new path>`` if the data moved); they also
+        stand for the zip's entries of the same name
     :return: the model, ready for ``learn(..., reset_num_timesteps=False)``
     :raises FileNotFoundError: no checkpoint at ``path``
     :raises RuntimeError: (``strict``) the env could not be put back into the checkpoint's state
@@ -436,19 +473,10 @@ def resume(
     algorithm = EXPO if algorithm is None else algorithm
     checkpoint = latest_checkpoint(path)
     verify_manifest(checkpoint, HASHED_FILES)  # before anything is read: a changed file is named, not loaded
-    state = read_state(checkpoint)
-    if state.get("format") != _STATE_FORMAT:
-        raise CheckpointCorruptedError(
-            f"{checkpoint}/{STATE_FILE} has format {state.get('format')}, this version reads {_STATE_FORMAT}"
-        )
-    if isinstance(env, str):
-        env = gym.make(env)
-    model = algorithm.load(checkpoint / "model.zip", env=env, device=device, force_reset=False, **kwargs)
-    model.load_replay_buffer(checkpoint / "replay_buffer.pkl")  # type: ignore[attr-defined]
-    if model.num_timesteps != state["num_timesteps"]:
-        raise ValueError(
-            f"{checkpoint}: model.zip is at {model.num_timesteps} steps, {STATE_FILE} at {state['num_timesteps']}"
-        )
+    state = read_data(checkpoint, STATE_FILES)
+    if not isinstance(state, dict) or state.get("format") != _STATE_FORMAT:
+        raise CheckpointCorruptedError(f"{checkpoint}/{STATE_FILE} is not in the format this version reads")
+    model = _load_model(checkpoint, state, algorithm, gym.make(env) if isinstance(env, str) else env, device, kwargs)
     _restore_env(model, state, strict)
     _restore_logger(model, state)
     # Last: loading the model re-seeded every generator, and the env's reset may draw from numpy's global one.

@@ -25,7 +25,7 @@ import gymnasium as gym, torch as th
 th.set_num_threads(1)
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.noise import OrnsteinUhlenbeckActionNoise
-from stable_baselines3.common.utils import get_linear_fn
+from stable_baselines3.common.utils import LinearSchedule
 from sb3_expo import EXPO
 from sb3_expo.checkpoints import CheckpointCallback, remaining_timesteps, resume
 
@@ -46,7 +46,7 @@ if mode == "resume":
     print("resumed at", model.num_timesteps, flush=True)
     model.learn(remaining_timesteps(model), callback=checkpoints, reset_num_timesteps=False)
 else:
-    model = EXPO("MlpPolicy", env, seed=0, device="cpu", learning_rate=get_linear_fn(1e-3, 1e-4, 1.0),
+    model = EXPO("MlpPolicy", env, seed=0, device="cpu", learning_rate=LinearSchedule(1e-3, 1e-4, 1.0),
                  action_noise=OrnsteinUhlenbeckActionNoise(th.zeros(1).numpy(), 0.1 + th.zeros(1).numpy()),
                  tensorboard_log=tensorboard, **TINY)
     model.learn(250, callback=[checkpoints, Crash()] if mode == "interrupted" else checkpoints)
@@ -211,3 +211,60 @@ def test_resume_with_two_envs_and_vec_normalize_continues_exactly(tmp_path, tiny
         assert th.equal(a, b), name
     assert np.array_equal(full.get_env().obs_rms.mean, resumed.get_env().obs_rms.mean)
     assert np.array_equal(full.replay_buffer.observations, resumed.replay_buffer.observations)
+
+
+class DictPendulum(gym.ObservationWrapper):
+    """Pendulum (30-step episodes) with Dict observations, and info["is_success"] when it ends upright."""
+
+    def __init__(self):
+        super().__init__(short_pendulum())
+        self.observation_space = gym.spaces.Dict(
+            {"angle": gym.spaces.Box(-1, 1, (2,), np.float32), "speed": gym.spaces.Box(-8, 8, (1,), np.float32)}
+        )
+
+    def observation(self, observation):
+        return {"angle": observation[:2], "speed": observation[2:]}
+
+    def step(self, action):
+        observation, reward, terminated, truncated, info = super().step(action)
+        return observation, reward, terminated, truncated, {**info, "is_success": bool(observation["angle"][0] > 0)}
+
+
+@pytest.mark.filterwarnings("ignore:This model's offline data")  # in-memory offline data: passed again to resume
+def test_resume_with_dict_observations_offline_data_and_two_envs_continues_exactly(tmp_path, tiny_kwargs):
+    """The offline-mixing buffer (Dict observations, successful episodes, offline data re-attached) resumes exactly."""
+    from stable_baselines3.common.callbacks import BaseCallback
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    from sb3_expo.buffers import DictOfflineReplayBuffer
+    from sb3_expo.data import OfflineTransitions
+
+    rng = np.random.default_rng(0)
+    observations = {"angle": rng.uniform(-1, 1, (64, 2)), "speed": rng.uniform(-8, 8, (64, 1))}
+    data = OfflineTransitions(observations, rng.uniform(-2, 2, (64, 1)), rng.normal(size=64), observations, np.zeros(64))
+
+    class Crash(BaseCallback):
+        def _on_step(self):
+            return self.num_timesteps < 80
+
+    def make(crash=False):
+        model = EXPO("MultiInputPolicy", DummyVecEnv([DictPendulum, DictPendulum]), offline_dataset=data, reward_shift=-1.0,
+                     seed=1, **{**tiny_kwargs, "learning_starts": 20})  # fmt: skip
+        checkpoints = CheckpointCallback(40, tmp_path / ("b" if crash else "a"))
+        return model.learn(120, callback=[checkpoints, Crash()] if crash else checkpoints)
+
+    full = make()
+    make(crash=True)
+    assert latest_checkpoint(tmp_path / "b").name == "expo_60_steps"
+    with pytest.raises(ValueError, match="taken with 2 envs, this env has 1"):
+        resume(tmp_path / "b", DummyVecEnv([DictPendulum]), device="cpu", offline_dataset=data)
+    resumed = resume(tmp_path / "b", DummyVecEnv([DictPendulum, DictPendulum]), device="cpu", offline_dataset=data)
+    assert isinstance(resumed.replay_buffer, DictOfflineReplayBuffer) and resumed.replay_buffer.offline_size == 64
+    resumed.learn(remaining_timesteps(resumed), reset_num_timesteps=False)
+    for (name, a), b in zip(full.policy.state_dict().items(), resumed.policy.state_dict().values()):
+        assert th.equal(a, b), name
+    for key in ("angle", "speed"):
+        assert np.array_equal(full.replay_buffer.observations[key], resumed.replay_buffer.observations[key])
+    assert full.replay_buffer.successful.any() and np.array_equal(
+        full.replay_buffer.successful, resumed.replay_buffer.successful
+    )
