@@ -4,6 +4,7 @@ would corrupt, and configurations that silently waste data or memory (EXPO's arg
 """
 
 import math
+import re
 import warnings
 from collections.abc import Iterable
 
@@ -139,3 +140,29 @@ def check_image_observations(
     message = image_observation_warning(observation_space, buffer_size, optimize_memory_usage)
     if message is not None:
         warnings.warn(message, stacklevel=stacklevel + 1)
+
+
+def _task_name(env_id: str) -> str:
+    """An env id without namespace, version and punctuation: ``"sb3_expo/AntMaze-large-diverse-v1"`` -> antmazelargediverse."""
+    name = env_id.rsplit("/", 1)[-1]
+    name = re.sub(r"-v\d+$", "", name)
+    return re.sub(r"[^a-z0-9]", "", name.lower())
+
+
+def other_env_warning(recorded_env_id: str | None, env_id: str | None) -> str | None:
+    """
+    The reason to warn that offline data was recorded on another task than the model's env, or None. Spaces can match
+    while the task differs (another maze layout, another robot task). Names are compared without namespace, version and
+    punctuation, one containing the other, so that this package's wrapped tasks match the data they were made for
+    (``sb3_expo/AntMaze-large-diverse-v1`` and ``AntMaze_Large_Diverse_GR-v4``).
+    """
+    if not recorded_env_id or not env_id:
+        return None
+    recorded, current = _task_name(recorded_env_id), _task_name(env_id)
+    if recorded in current or current in recorded:
+        return None
+    return (
+        f"The offline dataset was recorded on {recorded_env_id!r}, but this model's env is {env_id!r}: the spaces "
+        "match, the task may not. If the data is meant for this env (a wrapper, a relabelled copy), ignore this; "
+        "otherwise pass the dataset recorded on this env."
+    )

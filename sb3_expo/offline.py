@@ -8,6 +8,7 @@ EXPO's offline-to-online part: the offline dataset mixed into every minibatch, a
 import io
 import math
 import pathlib
+import warnings
 from collections.abc import Iterable
 from typing import Any, TypeVar
 
@@ -17,7 +18,7 @@ from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.utils import configure_logger
 
 from sb3_expo.buffers import DictOfflineReplayBuffer, OfflineMixingMixin, OfflineReplayBuffer
-from sb3_expo.checks import check_offline_batch_size
+from sb3_expo.checks import check_offline_batch_size, other_env_warning
 from sb3_expo.data import OfflineSource, RewardTransform, load_offline_dataset
 from sb3_expo.update import TrainMetrics, cosine_decay, set_learning_rate
 
@@ -68,6 +69,13 @@ class OfflineToOnline:
     """Offline data for an EXPO model: attach it (and re-attach it after loading a replay buffer), pretrain on it, and
     choose what the base imitates online."""
 
+    def _check_recorded_env(self, recorded_env_id: str | None) -> None:
+        """Warn when the data names another task than the env's (the spaces were checked already)."""
+        spec = self.env.get_attr("spec")[0] if self.env is not None else None
+        reason = other_env_warning(recorded_env_id, getattr(spec, "id", None))
+        if reason is not None:
+            warnings.warn(reason, stacklevel=4)
+
     def _report_buffer_options(self) -> None:
         """``offline_ratio`` and the reward transform as the buffer uses them, where ``replay_buffer_kwargs`` set them."""
         self.offline_ratio = self.replay_buffer_kwargs.get("offline_ratio", self.offline_ratio)
@@ -99,6 +107,7 @@ class OfflineToOnline:
                 "path or id>) to continue training, or EXPO.load(path, offline_dataset=None) to act without it."
             ) from error
         self.replay_buffer.attach_offline(transitions)
+        self._check_recorded_env(transitions.recorded_env_id)
         check_offline_batch_size(self.batch_size, self.replay_buffer.offline_size, self.offline_ratio, stacklevel=3)
         self._offline_transitions = transitions
         self.offline_dataset = dataset

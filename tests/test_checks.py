@@ -124,3 +124,20 @@ def test_n_step_samples_are_refused_not_silently_one_step():
     samples = ReplayBufferSamples(rows, th.zeros(4, 1), rows, th.zeros(4, 1), th.zeros(4, 1), th.full((4, 1), 0.9))
     with pytest.raises(ValueError, match="n-step"):
         Minibatch.from_samples(None, samples)
+
+
+@pytest.mark.parametrize(
+    ("recorded", "env_id", "warns"),
+    [
+        ("AntMaze_Large_Diverse_GR-v4", "sb3_expo/AntMaze-large-diverse-v1", False),  # the wrapped paper task
+        ("AdroitHandPen-v1", "sb3_expo/AdroitHandPenBinary-v1", False),
+        ("sb3_expo/PointMazeUMazeFixed-v0", "sb3_expo/PointMazeUMazeFixed-v0", False),
+        ("PointMaze_UMaze-v3", "PointMaze_Medium-v3", True),
+        ("FetchPush-v4", "FetchPickAndPlace-v4", True),
+        (None, "Pendulum-v1", False),
+    ],
+)
+def test_data_of_another_task_is_told_apart_from_a_wrapped_one(recorded, env_id, warns):
+    from sb3_expo.checks import other_env_warning
+
+    assert (other_env_warning(recorded, env_id) is not None) == warns

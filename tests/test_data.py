@@ -96,12 +96,13 @@ def collect_episodes(env: gym.Env, n_episodes: int, seed: int = 0) -> list:
     return buffers
 
 
-def create_minari_dataset(dataset_id: str, env: gym.Env, n_episodes: int):
+def create_minari_dataset(dataset_id: str, env: gym.Env, n_episodes: int, record_env_spec: bool = False):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # Minari warns about missing metadata (author, eval env, ...)
         return minari.create_dataset_from_buffers(
             dataset_id,
             collect_episodes(env, n_episodes),
+            env=env.spec if record_env_spec else None,
             observation_space=env.observation_space,
             action_space=env.action_space,
             algorithm_name="random",

@@ -207,6 +207,23 @@ def case_in_memory_offline_data_is_not_saved(tmp_path, kwargs):
     assert again.replay_buffer.offline_size == len(transitions)
 
 
+def case_minari_dataset_of_another_env(tmp_path, kwargs):
+    """Same spaces, another task: accepted before without a word."""
+    from tests.test_data import create_minari_dataset
+
+    if "test/SwingUp-v0" not in gym.registry:
+        gym.register("test/SwingUp-v0", entry_point="gymnasium.envs.classic_control:PendulumEnv", max_episode_steps=7)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))
+        pendulum = gym.make("Pendulum-v1", max_episode_steps=7)
+        create_minari_dataset("test/pendulum/random-v0", pendulum, n_episodes=3, record_env_spec=True)
+        with pytest.warns(UserWarning, match="recorded on 'Pendulum-v1', but this model's env is 'test/SwingUp-v0'"):
+            EXPO("MlpPolicy", "test/SwingUp-v0", offline_dataset="test/pendulum/random-v0", **kwargs)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            EXPO("MlpPolicy", "Pendulum-v1", offline_dataset="test/pendulum/random-v0", **kwargs)
+
+
 NETWORK_CHANGES = [("n_critics", 4), ("edit_scale", 0.2), ("diffusion_steps", 6), ("n_base_samples", 5)]
 CATALOGUE = {
     "n_edit_samples=0": case_n_edit_samples_zero,
@@ -226,6 +243,7 @@ CATALOGUE = {
     "load reward_scale= (new)": case_load_adds_a_reward_scale,
     "load_replay_buffer, transform differs": case_replay_buffer_without_the_models_transform,
     "in-memory OfflineTransitions": case_in_memory_offline_data_is_not_saved,
+    "Minari dataset of another env": case_minari_dataset_of_another_env,
 }
 
 

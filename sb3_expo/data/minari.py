@@ -154,4 +154,5 @@ def load_minari(dataset_id_or_dataset: Any, download: bool = False) -> OfflineTr
         rewards=np.concatenate(rewards),
         next_observations=_concatenate(next_observations),
         terminals=np.concatenate(terminals),
+        recorded_env_id=getattr(getattr(dataset.spec, "env_spec", None), "id", None),
     )

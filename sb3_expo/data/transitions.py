@@ -59,6 +59,8 @@ class OfflineTransitions:
     :param next_observations: same layout as ``observations``
     :param terminals: ``(n,)``, 1.0 only where the episode truly terminated after this step. A time
         limit or truncation is *not* a terminal: the TD target keeps bootstrapping through it.
+    :param recorded_env_id: the id of the env the data was recorded on, where the dataset says (Minari does): EXPO
+        warns when it names another task than the model's env
     """
 
     observations: Observations
@@ -66,6 +68,7 @@ class OfflineTransitions:
     rewards: np.ndarray
     next_observations: Observations
     terminals: np.ndarray
+    recorded_env_id: str | None = None
 
     def __post_init__(self) -> None:
         for field in ("observations", "next_observations"):
