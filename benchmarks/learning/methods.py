@@ -36,6 +36,7 @@ from sb3_expo import EXPO
 from sb3_expo.buffers import DictOfflineReplayBuffer, OfflineReplayBuffer
 from sb3_expo.data import OfflineTransitions, RewardTransform, load_offline_dataset
 from sb3_expo.evaluation import BasePolicyActor
+from sb3_expo.policies import ExpoPolicy, policy_option_defaults
 from sb3_expo.rlpd import RLPD
 
 OFFLINE_RATIO = 0.5
@@ -99,8 +100,11 @@ def make_expo_tuned(task: Task, env: gym.Env, seed: int, device: str, buffer_siz
 
 
 def expo_setting(task: Task, name: str) -> Any:
-    """EXPO's argument ``name`` on this task: the task's value, else EXPO's default."""
-    return task.expo.get(name, inspect.signature(EXPO).parameters[name].default)
+    """EXPO's argument ``name`` on this task: the task's value, else EXPO's default (ExpoPolicy's for its options)."""
+    default = inspect.signature(EXPO).parameters[name].default
+    if default is None and name in inspect.signature(ExpoPolicy.__init__).parameters:
+        default = policy_option_defaults((name,))[name]
+    return task.expo.get(name, default)
 
 
 def make_rlpd(
