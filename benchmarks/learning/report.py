@@ -148,7 +148,8 @@ def summary(results: Results, split: dict[str, str]) -> list[str]:
     Per task and method: success after pretraining (step 0), final success and area under the curve, mean over
     seeds, and the fine-tuning checks of every method that learns online: ``holds`` (final ≥ step 0 − 0.05 in the
     mean of both evaluation modes, and no seed more than 0.2 below its own step 0) and ``vs rlpd`` (final success or
-    area ahead of ``rlpd``'s in either mode). The checks matter for the offline-to-online methods (``expo-o2o``).
+    area ahead of ``rlpd``'s in either mode, at equal env steps: :func:`_versus`). The checks matter for the
+    offline-to-online methods (``expo-o2o``).
     """
     lines = [
         "## Summary",
@@ -170,14 +171,26 @@ def summary(results: Results, split: dict[str, str]) -> list[str]:
             if not is_flat(seeds):
                 holds = "yes" if all(_holds(seeds, metric, per_metric[metric]) for metric in METRICS) else "**no**"
                 if "rlpd" in methods and method != "rlpd":
-                    rlpd = {metric: tuple(np.mean([final_and_auc(s, metric) for s in methods["rlpd"].values()], axis=0))
-                            for metric in METRICS}  # fmt: skip
-                    ahead = any(per_metric[m][i] > rlpd[m][i] for m in METRICS for i in (1, 2))
-                    versus = "ahead" if ahead else "behind"
+                    versus = _versus(seeds, methods["rlpd"])
             figures = [" / ".join(f"{per_metric[metric][i]:.2f}" for metric in METRICS) for i in range(3)]
             cells = [task, split.get(task, ""), method, str(len(seeds)), *figures, holds, versus]
             lines.append(f"| {' | '.join(cells)} |")
     return [*lines, ""]
+
+
+def _versus(seeds: dict[int, dict[int, Row]], rlpd: dict[int, dict[int, Row]]) -> str:
+    """
+    ``ahead`` / ``behind`` RLPD at equal env steps: both curves cut at the last step that every seed of both reached
+    (unfinished jobs compare fairly), then final success or area ahead in either evaluation mode. The step is shown.
+    """
+    common = min(max(by_step) for runs in (seeds, rlpd) for by_step in runs.values())
+
+    def means(runs: dict[int, dict[int, Row]], metric: str) -> np.ndarray:
+        cut = [{step: row for step, row in by_step.items() if step <= common} for by_step in runs.values()]
+        return np.mean([final_and_auc(by_step, metric) for by_step in cut], axis=0)
+
+    ahead = any(means(seeds, metric)[i] > means(rlpd, metric)[i] for metric in METRICS for i in (1, 2))
+    return f"{'ahead' if ahead else 'behind'} at {common}"
 
 
 def _holds(seeds: dict[int, dict[int, Row]], metric: str, mean: tuple[float, float, float]) -> bool:
