@@ -237,13 +237,13 @@ def measure_training(config: dict, device: str, env_steps: int, compile_mode: st
     model.learn(2, reset_num_timesteps=False)  # warm-up: allocator, first calls (compilation)
     totals: dict[str, float] = {}
     env = model.get_env()
-    if model._run_stretch != model._stretch:  # one graph per stretch: its pieces cannot be timed apart
-        targets = [(model, "_run_stretch", "stretches, one graph each (candidates, critic steps, policy update)")]
+    if model.steps.stretch != model._stretch:  # one graph per stretch: its pieces cannot be timed apart
+        targets = [(model.steps, "stretch", "stretches, one graph each (candidates, critic steps, policy update)")]
     else:  # the steps as train() calls them (eager methods or compiled graphs)
         targets = [
             (model, "_target_candidates", "target sampling (OTF candidates at s')"),
-            (model, "_run_critic_step", "critic steps (target scoring, TD target, loss, Adam, Polyak)"),
-            (model, "_run_policy_step", "policy updates (base + EMA, edit actor, temperature)"),
+            (model.steps, "critic_step", "critic steps (target scoring, TD target, loss, Adam, Polyak)"),
+            (model.steps, "policy_step", "policy updates (base + EMA, edit actor, temperature)"),
         ]
     targets += [(env, "step", "env stepping"), (model, "_sample_action", "acting (OTF action)")]
     if model.device.type == "cuda":
@@ -395,7 +395,7 @@ def measure_optimisations(config: dict, device: str, repeats: int, compile_mode:
     )
 
     # Whole train() calls with one piece switched back to its plain version.
-    original_critic_step = model._run_critic_step
+    original_critic_step = model.steps.critic_step
 
     def train_with_sync_per_step() -> None:
         def critic_step_with_sync(*args: Any) -> dict[str, th.Tensor]:
@@ -403,9 +403,9 @@ def measure_optimisations(config: dict, device: str, repeats: int, compile_mode:
             metrics["critic_loss"].item()  # what logging each loss as it comes would do
             return metrics
 
-        model._run_critic_step = critic_step_with_sync
+        model.steps.critic_step = critic_step_with_sync
         train()
-        model._run_critic_step = original_critic_step
+        model.steps.critic_step = original_critic_step
 
     compare("metrics: one host read per train() (vs .item() per critic step)", train_with_sync_per_step, train)
 

@@ -14,17 +14,9 @@ from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, ReplayBufferSamples, Schedule
 from stable_baselines3.common.utils import polyak_update
 
-from sb3_expo.backend import (
-    CompilationNotice,
-    auto_compile_mode,
-    auto_compiles_sampler,
-    compile_graph,
-    compiles_stretch,
-    cpu_chunk_rows,
-    packed_weights,
-)
+from sb3_expo.acceleration import UpdateSteps, accelerate
+from sb3_expo.backend import packed_weights
 from sb3_expo.checks import check_image_observations
-from sb3_expo.compat import compile_disabled
 from sb3_expo.critics import random_subsets
 from sb3_expo.data import OfflineSource, OfflineTransitions, RewardTransform
 from sb3_expo.loading import ReloadChecks
@@ -32,7 +24,6 @@ from sb3_expo.offline import DEFAULT_OFFLINE_RATIO, OfflineToOnline, choose_repl
 from sb3_expo.policies import ExpoPolicy, MlpPolicy, MultiInputPolicy, policy_option_defaults
 from sb3_expo.safeguards import Safeguards
 from sb3_expo.update import (
-    GraphAdam,
     Minibatch,
     TrainMetrics,
     check_finite_losses,
@@ -274,7 +265,7 @@ class EXPO(ReloadChecks, Safeguards, OfflineToOnline, OffPolicyAlgorithm):
         if self.offline_dataset is not None:
             self.attach_offline_data(self.offline_dataset)
         self._setup_temperature()
-        self._compile_hot_paths()
+        self.resolved_compile_mode, self.steps = accelerate(self)  # speed, applied from one place
 
     def _setup_temperature(self) -> None:
         """The target entropy of the edits, and α: learned (log α with its optimiser) or fixed."""
@@ -290,74 +281,6 @@ class EXPO(ReloadChecks, Safeguards, OfflineToOnline, OffPolicyAlgorithm):
             self.ent_coef_optimizer = th.optim.Adam([self.log_ent_coef], lr=self.lr_schedule(1), fused=True)
         else:
             self.ent_coef_tensor = th.tensor(float(self.ent_coef), device=self.device)
-
-    def _compile_hot_paths(self) -> None:
-        """
-        Bind the update steps that :meth:`_train_on` and pretraining run: the eager methods, or (``compile_mode``)
-        each one as a single compiled graph (:func:`sb3_expo.backend.compile_graph`), the OTF candidates and action too,
-        and where :meth:`_compiles_stretch` says so a whole stretch as one graph (stretches cut short by the end of a
-        ``train()`` call still run step by step).
-        """
-        self._run_critic_step, self._run_policy_step = self._critic_step, self._policy_step
-        self._run_base_step, self._run_stretch = self._base_step, self._stretch
-        optimizers = [self.critic.optimizer, self.base.optimizer, self.edit_actor.optimizer, self.ent_coef_optimizer]
-        optimizers = [optimizer for optimizer in optimizers if optimizer is not None]
-        self.resolved_compile_mode = self._choose_compile_mode(optimizers)
-        if self.resolved_compile_mode is None:
-            if self.compile_mode == "auto" and self.verbose >= 1:
-                print(f'EXPO: compile_mode="auto" runs eager here ({self.device.type}: docs/performance.md says why)')
-            return
-        for optimizer in optimizers:
-            GraphAdam.attach(optimizer)
-        mode = self.resolved_compile_mode
-        graphs = "the critic and policy steps" + (", a whole stretch of them" if self._compiles_stretch() else "")
-        graphs += ", the TD-target candidates" if self._compiles_sampler() else " (the TD-target candidates stay eager)"
-        notice = CompilationNotice(mode, self.compile_mode == "auto", self.verbose, graphs + " and the action")
-        self.policy.compile_graphs(mode, candidates=self._compiles_sampler(), notice=notice)
-        self._run_critic_step = compile_graph(self._critic_step, mode, self.device, notice=notice)
-        self._run_policy_step = compile_graph(self._policy_step, mode, self.device, notice=notice)
-        self._run_base_step = compile_graph(self._base_step, mode, self.device, notice=notice)
-        if self._compiles_stretch():
-            # Without dropout nothing in the networks depends on the training mode, and EXPO never restructures them.
-            self._run_stretch = compile_graph(self._stretch, mode, self.device, fixed_modules=True, notice=notice)
-
-    def _choose_compile_mode(self, optimizers: list[th.optim.Optimizer]) -> str | None:
-        """``compile_mode``, or for ``"auto"`` the measured choice of :func:`sb3_expo.backend.auto_compile_mode`."""
-        if compile_disabled():  # TORCH_COMPILE_DISABLE=1: torch.compile is off, EXPO runs eager
-            return None
-        if self.compile_mode != "auto":
-            return self.compile_mode
-        if not all(GraphAdam.supports(optimizer) for optimizer in optimizers):
-            return None
-        return auto_compile_mode(self.device)
-
-    def _compiles_sampler(self) -> bool:
-        """Whether the TD-target candidates are a graph too: always with an explicit mode; ``"auto"`` decides by size."""
-        if self.compile_mode != "auto":
-            return True
-        chunk_rows = min(cpu_chunk_rows(), self._stretch_sampler_rows())
-        return auto_compiles_sampler(self._sampler_layer_macs(chunk_rows), self.mixed_precision)
-
-    def _compiles_stretch(self) -> bool:
-        """
-        Whether a whole stretch (:meth:`_stretch`: candidates, ``policy_delay`` critic steps, the policy step) is one
-        graph, called once instead of ``policy_delay + 2`` times: when the candidates are compiled, without dropout
-        (its training-mode switches stay outside graphs), and as :func:`~sb3_expo.backend.compiles_stretch` decides.
-        """
-        return (
-            self._compiles_sampler()
-            and not self.policy.uses_dropout
-            and compiles_stretch(self.policy_delay, self._sampler_layer_macs(self._stretch_sampler_rows()))
-        )
-
-    def _stretch_sampler_rows(self) -> int:
-        """Rows the sampler denoises for a stretch's TD targets: ``N`` per state of ``policy_delay`` minibatches."""
-        return self.batch_size * self.policy_delay * self.n_base_samples
-
-    def _sampler_layer_macs(self, rows: int) -> int:
-        """Multiply-adds of the denoiser's widest layer (width → 4·width) on ``rows`` rows."""
-        width = self.policy.denoiser_width
-        return rows * width * 4 * width
 
     # ---------------------------------------------------------------------------- training (docs/algorithm.md)
 
@@ -382,8 +305,7 @@ class EXPO(ReloadChecks, Safeguards, OfflineToOnline, OffPolicyAlgorithm):
             stretch = all_batches.rows(step * batch_size, (step + n_steps) * batch_size)
             policy_update = (self._n_updates + n_steps) % self.policy_delay == 0
             imitation = self._imitation_rows(batch_size, metrics) if policy_update else None
-            run = self._run_stretch if n_steps == self.policy_delay else self._stretch
-            for step_metrics in run(stretch, n_steps, policy_update, imitation):
+            for step_metrics in self.steps.stretch(stretch, n_steps, policy_update, imitation):
                 metrics.add(step_metrics)
             self._n_updates += n_steps
             self._n_base_updates += int(policy_update)
@@ -392,29 +314,34 @@ class EXPO(ReloadChecks, Safeguards, OfflineToOnline, OffPolicyAlgorithm):
         self._log_metrics(metrics, learning_rates, log_prefix)
 
     def _stretch(
-        self, stretch: Minibatch, n_steps: int, policy_update: bool, imitation: tuple[th.Tensor, th.Tensor] | None = None
+        self,
+        stretch: Minibatch,
+        n_steps: int,
+        policy_update: bool,
+        imitation: tuple[th.Tensor, th.Tensor] | None = None,
+        steps: UpdateSteps | None = None,
     ) -> list[dict[str, th.Tensor]]:
         """
         ``n_steps`` critic steps on consecutive minibatches of ``stretch``, then the policy update if ``policy_update``
         (the base imitating ``imitation``'s features and actions, or the last minibatch's when it is ``None``).
 
         The OTF candidates of all the critic steps are sampled in one batched pass: the base and the edit actor do not
-        change between policy updates, so this is exact. Inside a graph of the whole stretch (:meth:`_compile_hot_paths`)
-        the steps are traced as plain code; otherwise each step runs as bound there (eager, or its own graph).
+        change between policy updates, so this is exact. ``steps``: what runs each step, by default :attr:`steps`
+        (eager, or each step its own graph); a graph of the whole stretch traces the plain methods
+        (:mod:`sb3_expo.acceleration`).
         """
-        in_graph = th.compiler.is_compiling()
-        critic_step = self._critic_step if in_graph else self._run_critic_step
+        steps = self.steps if steps is None else steps
         batch_size = stretch.rewards.shape[0] // n_steps
         batches = stretch.split(batch_size)
         candidates = self._target_candidates(stretch.next_obs).view(n_steps, batch_size, -1, self.action_space.shape[-1])
         selection_subsets = random_subsets(self.n_critics, self.critic_subset_size, n_steps, self.device)
         value_subsets = random_subsets(self.n_critics, self.critic_subset_size, n_steps, self.device)
         # 1 critic: regress every critic on the TD target at s' (the OTF choice), then Polyak
-        metrics = [critic_step(*step) for step in zip(batches, candidates, selection_subsets, value_subsets, strict=True)]
+        inputs = zip(batches, candidates, selection_subsets, value_subsets, strict=True)
+        metrics = [steps.critic_step(*step) for step in inputs]
         if policy_update:  # 2-4 base, edit actor, temperature, on the last minibatch
-            policy_step = self._policy_step if in_graph else self._run_policy_step
             imitation_obs, imitation_actions = imitation if imitation is not None else (batches[-1].obs, batches[-1].actions)
-            metrics.append(policy_step(batches[-1].obs, batches[-1].actions, imitation_obs, imitation_actions))
+            metrics.append(steps.policy_step(batches[-1].obs, batches[-1].actions, imitation_obs, imitation_actions))
         return metrics
 
     def _target_candidates(self, next_obs: th.Tensor) -> th.Tensor:
@@ -441,7 +368,7 @@ class EXPO(ReloadChecks, Safeguards, OfflineToOnline, OffPolicyAlgorithm):
         polyak_update(self.critic.parameters(), self.critic_target.parameters(), self.tau)
         q_values = q_values.detach()
         return {
-            "critic_loss": loss.detach(),  # under CUDA graphs compile_graph copies the outputs out of graph memory
+            "critic_loss": loss.detach(),  # under CUDA graphs the backend copies the outputs out of graph memory
             "edit_win_rate": (best >= self.n_base_samples).float().mean(),
             "q_ensemble_std": q_values.std(dim=0).mean(),
             "q_mean": q_values.mean(),
@@ -540,7 +467,7 @@ class EXPO(ReloadChecks, Safeguards, OfflineToOnline, OffPolicyAlgorithm):
     def _excluded_save_params(self) -> list[str]:
         excluded = [*super()._excluded_save_params(), "base", "base_ema", "edit_actor", "critic", "critic_target"]
         excluded += ["_offline_transitions", "resolved_compile_mode", "_run_opened_by_pretrain"]
-        excluded += ["_run_critic_step", "_run_policy_step", "_run_base_step", "_run_stretch"]
+        excluded += ["steps"]
         if isinstance(self.offline_dataset, OfflineTransitions):
             excluded.append("offline_dataset")
         return excluded

@@ -206,7 +206,7 @@ class OfflineToOnline:
             set_learning_rate(self.base.optimizer, self.lr_schedule(self._current_progress_remaining) * decay)
             data = self.replay_buffer.sample_offline(batch_size, self._vec_normalize_env)
             obs = self.policy.extract_features(data.observations, self.policy.features_extractor)  # imitation needs no s'
-            losses.append(self._run_base_step(obs, data.actions)["base_loss"])
+            losses.append(self.steps.base_step(obs, data.actions)["base_loss"])
             self._n_base_updates += 1
             self._n_pretrain_steps += 1
             if (step + 1) % log_interval == 0 or step + 1 == n_steps:

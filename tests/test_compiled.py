@@ -162,10 +162,10 @@ def test_auto_compiles_where_it_was_measured_faster(tiny_kwargs, overrides, expe
     model = EXPO("MlpPolicy", "Pendulum-v1", **{**tiny_kwargs, "compile_mode": "auto", **overrides})
     assert model.resolved_compile_mode == expected
     compiled = expected is not None
-    assert (model._run_critic_step != model._critic_step) == compiled
+    assert (model.steps.critic_step != model._critic_step) == compiled
     assert (model.policy._select_action != model.policy._select_action_eager) == compiled
     assert (model.policy._propose != model.policy._propose_eager) == sampler_compiled
-    assert (model._run_stretch != model._stretch) == stretch_compiled
+    assert (model.steps.stretch != model._stretch) == stretch_compiled
 
 
 @pytest.mark.slow  # compiles the stretch and step graphs of two configurations

@@ -171,3 +171,10 @@ def test_private_pytorch_lives_in_the_compatibility_module_only():
         if private.search(line)
     ]
     assert not found, found
+
+
+def test_the_update_holds_no_speed_dispatch():
+    """EXPO's update is plain PyTorch: which piece runs as a graph is decided in sb3_expo/acceleration.py alone."""
+    source = MODULES["sb3_expo.expo"].read_text()
+    for speed_dispatch in ("is_compiling", "compile_graph", "auto_compile_mode", "compiles_stretch", "_run_critic_step"):
+        assert speed_dispatch not in source, speed_dispatch
