@@ -21,16 +21,10 @@ import tempfile
 import time
 from pathlib import Path
 
-CPU_SIZED = dict(
-    gradient_steps=2,
-    policy_delay=2,
-    batch_size=128,
-    n_critics=5,
-    n_base_samples=4,
-    n_edit_samples=4,
-    learning_starts=100,
-    policy_kwargs=dict(net_arch=[64, 64], denoiser_width=64, denoiser_blocks=2),
-)
+from pendulum_learning import SMALL_CONFIG
+
+# The demo's CPU sizes (pendulum_learning.py's), with a short random warm-up so that 300 env steps already train.
+CPU_SIZED = {**SMALL_CONFIG, "learning_starts": 100}
 
 
 def run_one(compile_mode: str | None, marks: list[int], seed: int) -> dict:
