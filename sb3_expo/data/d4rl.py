@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from sb3_expo.data.transitions import OfflineTransitions, import_offline_dependency
+from sb3_expo.data.transitions import OfflineTransitions, import_offline_dependency, infer_episode_ends
 
 D4RL_REQUIRED_KEYS = ("observations", "actions", "rewards", "terminals")
 
@@ -78,6 +78,23 @@ def _kept_rows(terminals: np.ndarray, timeouts: np.ndarray) -> np.ndarray:
     return keep
 
 
+def _episode_ends(arrays: dict[str, np.ndarray], keep: np.ndarray, next_observations: np.ndarray) -> np.ndarray:
+    """
+    The kept rows' episode ends: a row flagged ``terminals`` or ``timeouts``, a row whose successor was dropped
+    (the last kept step of an episode that ended by timeout, or the file's last kept row), and, in files with
+    ``next_observations``, a row whose next observation is not the next row's (a boundary the file left unflagged:
+    a chunk must not join two episodes, while a needless end only shortens a chunk).
+    """
+    ends = arrays["terminals"].reshape(-1).astype(bool)
+    if "timeouts" in arrays:
+        ends = ends | arrays["timeouts"].reshape(-1).astype(bool)
+    successor_dropped = ~np.concatenate([keep[1:], [False]])
+    ends = (ends | successor_dropped)[keep]
+    if "next_observations" in arrays:
+        ends = ends | infer_episode_ends(arrays["observations"], next_observations)
+    return ends
+
+
 def load_d4rl_hdf5(path: str | os.PathLike) -> OfflineTransitions:
     """
     Load a legacy D4RL HDF5 file (``observations``, ``actions``, ``rewards``, ``terminals``,
@@ -88,6 +105,7 @@ def load_d4rl_hdf5(path: str | os.PathLike) -> OfflineTransitions:
     and no pair crosses an episode boundary: the last step of an episode that ended by timeout is
     dropped (its next observation was never stored), a terminal step is kept (its next observation is
     masked by ``1 - terminal``), and the file's last row is dropped. Timeouts are never terminals.
+    ``episode_ends`` marks each episode's last kept row (see :func:`_episode_ends`).
 
     Note: AntMaze files flag ``terminals`` at the goal while the recorded trajectory goes on; such rows
     end an episode here too, which changes nothing, since the next row is still a valid next observation.
@@ -127,4 +145,5 @@ def load_d4rl_hdf5(path: str | os.PathLike) -> OfflineTransitions:
         rewards=arrays["rewards"].reshape(-1)[keep],
         next_observations=next_observations,
         terminals=terminals[keep],
+        episode_ends=_episode_ends(arrays, keep, next_observations),
     )

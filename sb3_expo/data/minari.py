@@ -118,7 +118,8 @@ def load_minari(dataset_id_or_dataset: Any, download: bool = False) -> OfflineTr
     An episode with ``T`` steps stores ``T + 1`` observations (the last one after the final step, also
     on truncation), so it gives exactly ``T`` transitions ``(obs[t], act[t], rew[t], obs[t + 1],
     terminations[t])``, and no transition ever pairs one episode's last observation with the next
-    episode's first. Truncations are not terminals (bootstrapping continues through them).
+    episode's first. Truncations are not terminals (bootstrapping continues through them). Each
+    episode's last row is an episode end (``episode_ends``), however it ended.
 
     :param dataset_id_or_dataset: a dataset id such as ``"D4RL/antmaze/large-diverse-v1"``, looked up
         under ``$MINARI_DATASETS_PATH`` (default ``~/.minari/datasets``), or a loaded ``minari.MinariDataset``
@@ -135,7 +136,7 @@ def load_minari(dataset_id_or_dataset: Any, download: bool = False) -> OfflineTr
         dataset = dataset_id_or_dataset
     _check_spaces(dataset.observation_space, dataset.action_space, dataset.id)
 
-    observations, next_observations, actions, rewards, terminals = [], [], [], [], []
+    observations, next_observations, actions, rewards, terminals, ends = [], [], [], [], [], []
     for episode in dataset.iterate_episodes():
         n_steps = len(episode.rewards)
         if n_steps == 0:
@@ -146,6 +147,7 @@ def load_minari(dataset_id_or_dataset: Any, download: bool = False) -> OfflineTr
         actions.append(np.asarray(episode.actions).reshape(n_steps, -1))
         rewards.append(np.asarray(episode.rewards).reshape(n_steps))
         terminals.append(np.asarray(episode.terminations).reshape(n_steps))
+        ends.append(np.arange(n_steps) == n_steps - 1)
     if not rewards:
         raise ValueError(f"Minari dataset '{dataset.id}' has no transitions")
     return OfflineTransitions(
@@ -155,4 +157,5 @@ def load_minari(dataset_id_or_dataset: Any, download: bool = False) -> OfflineTr
         next_observations=_concatenate(next_observations),
         terminals=np.concatenate(terminals),
         recorded_env_id=getattr(getattr(dataset.spec, "env_spec", None), "id", None),
+        episode_ends=np.concatenate(ends),
     )

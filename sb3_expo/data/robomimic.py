@@ -71,6 +71,7 @@ def _demo_transitions(demo: Any, obs_keys: Sequence[str], where: str) -> dict[st
         keep = np.ones(n_steps, dtype=bool)
         keep[-1] = terminals[-1]
     return {
+        "episode_ends": np.arange(int(keep.sum())) == keep.sum() - 1,
         "observations": arrays["observations"][keep],
         "actions": arrays["actions"].reshape(n_steps, -1)[keep],
         "rewards": arrays["rewards"].reshape(n_steps)[keep],
@@ -93,7 +94,8 @@ def load_robomimic_hdf5(
     task is completed (only successful demos are kept), and/or at every step that reaches a success
     state, depending on the extraction's ``--done_mode`` (0: success states, 1: demo ends, 2: both).
     Files without ``next_obs`` (extracted with ``--exclude-next-obs``) use the next step's observation
-    within the demo, dropping a demo's last step unless it is terminal.
+    within the demo, dropping a demo's last step unless it is terminal. Each demo's last row is an
+    episode end (``episode_ends``), and so is every ``done`` row (a terminal).
 
     :param path: the ``.hdf5`` file
     :param obs_keys: observation keys, in the order they are concatenated. Default: every key of the first

@@ -50,8 +50,10 @@ class OfflineTransitions:
     """
     Offline transitions ``(s, a, r, s', terminal)`` as float32 arrays with one row per transition.
 
-    Rows are independent: each carries its own next observation, so no row depends on its neighbour
-    and episode boundaries need no further bookkeeping. Arrays are converted to float32 on creation.
+    Rows are independent: each carries its own next observation, so a one-step TD target needs nothing
+    from a row's neighbour. Action chunks (:func:`sb3_expo.chunks.chunk_offline`) do: they join a row to
+    the rows after it, and ``episode_ends`` says where that must stop. Arrays are converted to float32
+    on creation, ``episode_ends`` to bool.
 
     :param observations: ``(n, *obs_shape)``, or a dict of such arrays for a Dict observation space
     :param actions: ``(n, action_dim)``, in the environment's action units (see :func:`scale_actions`)
@@ -61,6 +63,12 @@ class OfflineTransitions:
         limit or truncation is *not* a terminal: the TD target keeps bootstrapping through it.
     :param recorded_env_id: the id of the env the data was recorded on, where the dataset says (Minari does): EXPO
         warns when it names another task than the model's env
+    :param episode_ends: ``(n,)`` bool, True on the last row of each episode, whether it terminated or was
+        truncated; rows of one episode are consecutive, and row ``i + 1`` continues row ``i``'s episode
+        unless ``episode_ends[i]``. The loaders fill it from what they read. When None (arrays built by
+        hand) it is inferred: a row ends its episode where its next observation is not the next row's
+        observation (:func:`infer_episode_ends`). Whatever is given, every terminal row and the last row
+        are episode ends.
     """
 
     observations: Observations
@@ -69,6 +77,7 @@ class OfflineTransitions:
     next_observations: Observations
     terminals: np.ndarray
     recorded_env_id: str | None = None
+    episode_ends: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         for field in ("observations", "next_observations"):
@@ -76,7 +85,17 @@ class OfflineTransitions:
             object.__setattr__(self, field, float32)
         for field in ("actions", "rewards", "terminals"):
             object.__setattr__(self, field, np.asarray(getattr(self, field), dtype=np.float32))
+        if self.episode_ends is not None:
+            object.__setattr__(self, "episode_ends", np.array(self.episode_ends, dtype=bool).reshape(-1))
         self._check_layout()
+        object.__setattr__(self, "episode_ends", self._complete_episode_ends())
+
+    def _complete_episode_ends(self) -> np.ndarray:
+        """The given or inferred episode ends, plus every terminal row and the last row (nothing follows it)."""
+        given = self.episode_ends
+        ends = infer_episode_ends(self.observations, self.next_observations) if given is None else given.copy()
+        ends[-1:] = True
+        return ends | (self.terminals != 0)
 
     def _check_layout(self) -> None:
         if isinstance(self.observations, dict) != isinstance(self.next_observations, dict):
@@ -101,13 +120,38 @@ class OfflineTransitions:
 
 def _fields(transitions: OfflineTransitions) -> dict[str, np.ndarray]:
     """Every array of the transitions by a readable name (dict observations as ``observations['key']``)."""
+    ends = {} if transitions.episode_ends is None else {"episode_ends": transitions.episode_ends}
     return {
         **_named_arrays("observations", transitions.observations),
         **_named_arrays("next_observations", transitions.next_observations),
         "actions": transitions.actions,
         "rewards": transitions.rewards,
         "terminals": transitions.terminals,
+        **ends,
     }
+
+
+def infer_episode_ends(observations: Observations, next_observations: Observations) -> np.ndarray:
+    """
+    Episode ends of rows whose loader did not say: row ``i`` ends an episode where its next observation
+    differs from row ``i + 1``'s observation (any element, any key), and the last row ends one.
+
+    An unflagged boundary is caught as long as the next episode does not start exactly where the previous
+    one stopped; a false boundary (an observation stored twice with round-off) only shortens a chunk, which
+    stays a correct backup, while a missed one would join two episodes. Hence the strict comparison.
+
+    :return: bool ``(n,)``
+    """
+    if isinstance(observations, dict):
+        pairs = [(observations[key], next_observations[key]) for key in observations]  # type: ignore[index]
+    else:
+        pairs = [(observations, next_observations)]
+    n_rows = len(pairs[0][0])
+    ends = np.zeros(n_rows, dtype=bool)
+    ends[-1:] = True
+    for obs, next_obs in pairs if n_rows > 1 else []:
+        ends[:-1] |= np.any((next_obs[:-1] != obs[1:]).reshape(n_rows - 1, -1), axis=1)
+    return ends
 
 
 def _check_observations(field: str, value: Observations, observation_space: spaces.Space) -> None:
