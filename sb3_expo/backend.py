@@ -287,31 +287,6 @@ def in_row_chunks(sampler: Sampler, obs: th.Tensor, noise: th.Tensor) -> th.Tens
     return th.cat([sampler(obs[i : i + chunk], noise[:, i : i + chunk]) for i in range(0, obs.shape[0], chunk)])
 
 
-class SamplerBinding:
-    """
-    How a deterministic sampler ``eager(obs, noise)`` runs: eager, or through ``torch.compile`` after
-    :meth:`compile`; on a CPU in row chunks (:func:`in_row_chunks`) either way.
-
-    :param eager: the sampler as plain PyTorch code
-    """
-
-    def __init__(self, eager: Sampler):
-        self.eager = eager
-        self.compiled: Sampler | None = None
-
-    def compile(self, **compile_kwargs: Any) -> None:
-        """
-        Run the sampler through ``torch.compile`` from now on: a whole T-step loop becomes one graph, with
-        the same numbers as eager up to floating-point reassociation.
-
-        :param compile_kwargs: arguments of ``torch.compile`` (``mode``, ``dynamic``, ``backend``, ...)
-        """
-        self.compiled = th.compile(self.eager, **compile_kwargs)
-
-    def __call__(self, obs: th.Tensor, noise: th.Tensor) -> th.Tensor:
-        return in_row_chunks(self.eager if self.compiled is None else self.compiled, obs, noise)
-
-
 def auto_compile_mode(device: th.device | str) -> str | None:
     """
     What ``compile_mode="auto"`` chooses for the update steps and the OTF action (for the TD-target candidates:

@@ -18,13 +18,12 @@ The module reads top to bottom as the paper describes the model:
 """
 
 import math
-from typing import Any
 
 import torch as th
 from torch import nn
 from torch.nn import functional as F
 
-from sb3_expo.backend import Linear, SamplerBinding, linear
+from sb3_expo.backend import Linear, in_row_chunks, linear
 
 # ------------------------------------------------------------------------- the plain DDPM (docs/algorithm.md, "Networks")
 
@@ -228,11 +227,10 @@ class DiffusionPolicy(nn.Module):
         self.register_buffer("betas", betas)
         self.register_buffer("alphas", alphas)
         self.register_buffer("alpha_bars", th.cumprod(alphas, dim=0))
-        # Speed options, set by ExpoPolicy: bf16 autocast of the denoiser while sampling; a compiled sampler
-        # (compile_sampler). The fast sampler's constants: see sampler_constants.
+        # Set by ExpoPolicy: bf16 autocast of the denoiser while sampling. The fast sampler's constants: see
+        # sampler_constants.
         self.mixed_precision = False
         self.sampler_schedule = sampler_constants(betas)
-        self.sampler = SamplerBinding(self.denoise_eager)
 
     def loss(self, obs: th.Tensor, actions: th.Tensor) -> th.Tensor:
         """
@@ -260,15 +258,15 @@ class DiffusionPolicy(nn.Module):
     def denoise(self, obs: th.Tensor, noise: th.Tensor) -> th.Tensor:
         """
         The sampler as a deterministic function of its noise: ``noise[0]`` is x_T, ``noise[T - k]`` the
-        ``z`` added at step k. Keeping the random draws outside makes this the part that can be compiled
-        (:meth:`compile_sampler`) and lets fast and plain paths be compared on identical inputs. Runs
-        :meth:`denoise_eager` (or its compiled version), on a CPU in row chunks (:mod:`sb3_expo.backend`).
+        ``z`` added at step k. Keeping the random draws outside makes this a function that can be compiled
+        (:mod:`sb3_expo.acceleration`) and lets fast and plain paths be compared on identical inputs. Runs
+        :meth:`denoise_eager`, on a CPU in row chunks (:func:`sb3_expo.backend.in_row_chunks`).
 
         :param obs: observation features ``(B, obs_dim)``
         :param noise: ``(T, B, action_dim)`` standard Gaussian draws
         :return: actions ``(B, action_dim)`` in [-1, 1]
         """
-        return self.sampler(obs, noise)
+        return in_row_chunks(self.denoise_eager, obs, noise)
 
     def denoise_eager(self, obs: th.Tensor, noise: th.Tensor) -> th.Tensor:
         """:func:`fast_ddpm_sample` with this policy's denoiser and schedule, eager, in one pass."""
@@ -277,14 +275,6 @@ class DiffusionPolicy(nn.Module):
     def denoise_plain(self, obs: th.Tensor, noise: th.Tensor) -> th.Tensor:
         """:func:`ddpm_sample` with this policy's denoiser and schedule: the reference for :meth:`denoise`."""
         return ddpm_sample(self.denoiser, self.betas, obs, noise)
-
-    def compile_sampler(self, **compile_kwargs: Any) -> None:
-        """
-        Run :meth:`denoise` through ``torch.compile`` from now on (:meth:`sb3_expo.backend.SamplerBinding.compile`).
-
-        :param compile_kwargs: arguments of ``torch.compile`` (``mode``, ``dynamic``, ``backend``, ...)
-        """
-        self.sampler.compile(**compile_kwargs)
 
 
 # ------------------------------------------------------------------------------------ the fast sampler

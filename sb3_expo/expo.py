@@ -2,7 +2,7 @@
 
 import math
 import warnings
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar
 
 import numpy as np
 import torch as th
@@ -11,11 +11,10 @@ from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.noise import ActionNoise
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.policies import BasePolicy
-from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, ReplayBufferSamples, Schedule
+from stable_baselines3.common.type_aliases import GymEnv, ReplayBufferSamples, Schedule
 from stable_baselines3.common.utils import polyak_update
 
 from sb3_expo.acceleration import UpdateSteps, accelerate
-from sb3_expo.backend import packed_weights
 from sb3_expo.checks import check_image_observations
 from sb3_expo.critics import random_subsets
 from sb3_expo.data import OfflineSource, OfflineTransitions, RewardTransform
@@ -36,8 +35,6 @@ from sb3_expo.update import (
 from sb3_expo.validation import check_algorithm_settings
 
 __all__ = ["DEFAULT_OFFLINE_RATIO", "EXPO", "LOG_ENT_COEF_MAX", "LOG_ENT_COEF_MIN", "cosine_decay", "td_target"]
-
-SelfEXPO = TypeVar("SelfEXPO", bound="EXPO")
 
 # edit_scale="auto": small edits of a base that imitates offline data, large ones when learning from scratch.
 EDIT_SCALE_WITH_DATA, EDIT_SCALE_FROM_SCRATCH = 0.1, 0.7
@@ -60,6 +57,13 @@ def merge_policy_options(policy_kwargs: dict[str, Any], **options: Any) -> dict[
     if conflicts:
         raise ValueError(f"Options given twice with different values ({', '.join(conflicts)}): pass each one once")
     return {**policy_option_defaults(tuple(options)), **policy_kwargs, **given}
+
+
+def resolve_edit_scale(edit_scale: float | str, with_data: bool, policy_kwargs: dict[str, Any]) -> float | str | None:
+    """``edit_scale="auto"`` decided by whether offline data is given; None (left to it) when ``policy_kwargs`` sets one."""
+    if edit_scale != "auto" or "edit_scale" in policy_kwargs:
+        return None if edit_scale == "auto" else edit_scale
+    return EDIT_SCALE_WITH_DATA if with_data else EDIT_SCALE_FROM_SCRATCH
 
 
 BASE_IMITATES = ("offline_and_successes", "all")
@@ -218,9 +222,7 @@ class EXPO(ReloadChecks, Safeguards, OfflineToOnline, OffPolicyAlgorithm):
         self.target_entropy = target_entropy
         self.compile_mode = compile_mode
         self.resolved_compile_mode: str | None = None  # compile_mode with "auto" decided, at set-up
-        if edit_scale == "auto":  # a value in policy_kwargs counts as given
-            edit_scale = EDIT_SCALE_WITH_DATA if offline_dataset is not None else EDIT_SCALE_FROM_SCRATCH
-            edit_scale = None if "edit_scale" in self.policy_kwargs else edit_scale
+        edit_scale = resolve_edit_scale(edit_scale, offline_dataset is not None, self.policy_kwargs)
         self.policy_kwargs = merge_policy_options(
             self.policy_kwargs, n_critics=n_critics, critic_subset_size=critic_subset_size, n_base_samples=n_base_samples,
             n_edit_samples=n_edit_samples, edit_scale=edit_scale, diffusion_steps=diffusion_steps,
@@ -326,14 +328,13 @@ class EXPO(ReloadChecks, Safeguards, OfflineToOnline, OffPolicyAlgorithm):
         (the base imitating ``imitation``'s features and actions, or the last minibatch's when it is ``None``).
 
         The OTF candidates of all the critic steps are sampled in one batched pass: the base and the edit actor do not
-        change between policy updates, so this is exact. ``steps``: what runs each step, by default :attr:`steps`
-        (eager, or each step its own graph); a graph of the whole stretch traces the plain methods
-        (:mod:`sb3_expo.acceleration`).
+        change between policy updates, so this is exact. ``steps``: what runs each piece, by default :attr:`steps`
+        (:mod:`sb3_expo.acceleration`); a graph of the whole stretch traces the plain ones.
         """
         steps = self.steps if steps is None else steps
         batch_size = stretch.rewards.shape[0] // n_steps
         batches = stretch.split(batch_size)
-        candidates = self._target_candidates(stretch.next_obs).view(n_steps, batch_size, -1, self.action_space.shape[-1])
+        candidates = self._target_candidates(stretch.next_obs, steps).unflatten(0, (n_steps, batch_size))
         selection_subsets = random_subsets(self.n_critics, self.critic_subset_size, n_steps, self.device)
         value_subsets = random_subsets(self.n_critics, self.critic_subset_size, n_steps, self.device)
         # 1 critic: regress every critic on the TD target at s' (the OTF choice), then Polyak
@@ -344,12 +345,12 @@ class EXPO(ReloadChecks, Safeguards, OfflineToOnline, OffPolicyAlgorithm):
             metrics.append(steps.policy_step(batches[-1].obs, batches[-1].actions, imitation_obs, imitation_actions))
         return metrics
 
-    def _target_candidates(self, next_obs: th.Tensor) -> th.Tensor:
+    def _target_candidates(self, next_obs: th.Tensor, steps: UpdateSteps) -> th.Tensor:
         """OTF candidates at s' with the *online* base weights, edits sampled, dropout off (docs/algorithm.md)."""
         if self.policy.uses_dropout:
             self.policy.set_training_mode(False)
-        with th.no_grad(), packed_weights():  # no weight changes while they are sampled
-            candidates = self.policy.propose_candidates(next_obs, self.base)
+        with th.no_grad():
+            candidates = steps.candidates(next_obs, self.base)
         if self.policy.uses_dropout:
             self.policy.set_training_mode(True)
         return candidates
@@ -366,13 +367,9 @@ class EXPO(ReloadChecks, Safeguards, OfflineToOnline, OffPolicyAlgorithm):
         loss, q_values = critic_loss(self.critic, batch.obs, batch.actions, target)
         guarded_step(self.critic.optimizer, loss, "critic_loss", self._n_updates)
         polyak_update(self.critic.parameters(), self.critic_target.parameters(), self.tau)
-        q_values = q_values.detach()
-        return {
-            "critic_loss": loss.detach(),  # under CUDA graphs the backend copies the outputs out of graph memory
-            "edit_win_rate": (best >= self.n_base_samples).float().mean(),
-            "q_ensemble_std": q_values.std(dim=0).mean(),
-            "q_mean": q_values.mean(),
-        }
+        q_values, edit_won = q_values.detach(), (best >= self.n_base_samples).float()
+        return dict(critic_loss=loss.detach(), edit_win_rate=edit_won.mean(), q_ensemble_std=q_values.std(dim=0).mean(),
+                    q_mean=q_values.mean())  # fmt: skip
 
     def _policy_step(
         self, obs: th.Tensor, actions: th.Tensor, imitation_obs: th.Tensor, imitation_actions: th.Tensor
@@ -429,11 +426,7 @@ class EXPO(ReloadChecks, Safeguards, OfflineToOnline, OffPolicyAlgorithm):
         edit_learning_rate = learning_rate * cosine_decay(self._n_policy_updates, self.policy_lr_decay_steps)
         set_learning_rate(self.base.optimizer, base_learning_rate)
         set_learning_rate(self.edit_actor.optimizer, edit_learning_rate)
-        return {
-            "learning_rate": learning_rate,
-            "base_learning_rate": base_learning_rate,
-            "edit_learning_rate": edit_learning_rate,
-        }
+        return dict(learning_rate=learning_rate, base_learning_rate=base_learning_rate, edit_learning_rate=edit_learning_rate)
 
     def _log_metrics(self, metrics: TrainMetrics, learning_rates: dict[str, float], prefix: str) -> None:
         """Read all metrics of the block with one device-to-host copy; stop with a clear error on NaN/inf."""
@@ -442,38 +435,3 @@ class EXPO(ReloadChecks, Safeguards, OfflineToOnline, OffPolicyAlgorithm):
         self.logger.record(f"{prefix}/n_updates", self._n_updates, exclude="tensorboard")
         for name, value in {**learning_rates, **logged}.items():
             self.logger.record(f"{prefix}/{name}", value)
-
-    # --------------------------------------------------------------------------------- SB3 plumbing
-
-    def learn(
-        self: SelfEXPO,
-        total_timesteps: int,
-        callback: MaybeCallback = None,
-        log_interval: int = 4,
-        tb_log_name: str = "EXPO",
-        reset_num_timesteps: bool = True,
-        progress_bar: bool = False,
-    ) -> SelfEXPO:
-        """
-        SB3's ``learn``. When :meth:`pretrain` opened the TensorBoard run, the first ``learn()`` continues it; later ones
-        choose their run as SB3 does without pretraining (a new one when ``reset_num_timesteps`` restarts the
-        env-step axis), so that no curve steps back.
-        """
-        super().learn(total_timesteps, callback, log_interval, tb_log_name, reset_num_timesteps, progress_bar)
-        if self._run_opened_by_pretrain:
-            self._custom_logger = self._run_opened_by_pretrain = False
-        return self
-
-    def _excluded_save_params(self) -> list[str]:
-        excluded = [*super()._excluded_save_params(), "base", "base_ema", "edit_actor", "critic", "critic_target"]
-        excluded += ["_offline_transitions", "resolved_compile_mode", "_run_opened_by_pretrain"]
-        excluded += ["steps"]
-        if isinstance(self.offline_dataset, OfflineTransitions):
-            excluded.append("offline_dataset")
-        return excluded
-
-    def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
-        state_dicts = ["policy", "base.optimizer", "edit_actor.optimizer", "critic.optimizer"]
-        if self.ent_coef_optimizer is not None:
-            return [*state_dicts, "ent_coef_optimizer"], ["log_ent_coef"]
-        return state_dicts, ["ent_coef_tensor"]

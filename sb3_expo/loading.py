@@ -137,10 +137,11 @@ def adopt_buffer(loaded: ReplayBuffer, like: OfflineMixingMixin) -> OfflineMixin
 
 
 class ReloadChecks:
-    """``load``, ``save`` and ``load_replay_buffer`` that name what they cannot keep, and how to fix it."""
+    """``load``, ``save`` and ``load_replay_buffer`` that name what they cannot keep, and how to fix it; what is saved."""
 
     offline_dataset: Any
     replay_buffer: Any
+    ent_coef_optimizer: Any
     _offline_transitions: OfflineTransitions | None
 
     @classmethod
@@ -172,6 +173,21 @@ class ReloadChecks:
         if self._offline_data_not_saved:
             warnings.warn(OFFLINE_DATA_NOT_SAVED, stacklevel=2)
         super().save(path, exclude, include)  # type: ignore[misc]
+
+    def _excluded_save_params(self) -> list[str]:
+        """SB3's, and what is rebuilt at set-up or never saved: the networks' aliases, the graphs, the offline data."""
+        excluded = [*super()._excluded_save_params(), "base", "base_ema", "edit_actor", "critic", "critic_target"]  # type: ignore[misc]
+        excluded += ["_offline_transitions", "resolved_compile_mode", "_run_opened_by_pretrain", "steps"]
+        if isinstance(self.offline_dataset, OfflineTransitions):
+            excluded.append("offline_dataset")
+        return excluded
+
+    def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
+        """The policy and every optimiser's state dict; the temperature (learned: log α, else the fixed α)."""
+        state_dicts = ["policy", "base.optimizer", "edit_actor.optimizer", "critic.optimizer"]
+        if self.ent_coef_optimizer is not None:
+            return [*state_dicts, "ent_coef_optimizer"], ["log_ent_coef"]
+        return state_dicts, ["ent_coef_tensor"]
 
     def load_replay_buffer(self, path: Path, truncate_last_traj: bool = True) -> None:
         """

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.buffers import ReplayBuffer
+from stable_baselines3.common.type_aliases import MaybeCallback
 from stable_baselines3.common.utils import configure_logger
 
 from sb3_expo.buffers import DictOfflineReplayBuffer, OfflineMixingMixin, OfflineReplayBuffer
@@ -167,6 +168,25 @@ class OfflineToOnline:
             steps = self._steps(critic_steps, progress_bar, "pretraining the critics and the edit actor")
             self._pretrain_critics(steps, critic_steps, batch_size, log_interval)
         self.learning_starts = 0
+        return self
+
+    def learn(
+        self: SelfOfflineToOnline,
+        total_timesteps: int,
+        callback: MaybeCallback = None,
+        log_interval: int = 4,
+        tb_log_name: str = "EXPO",
+        reset_num_timesteps: bool = True,
+        progress_bar: bool = False,
+    ) -> SelfOfflineToOnline:
+        """
+        SB3's ``learn``. When :meth:`pretrain` opened the TensorBoard run, the first ``learn()`` continues it; later ones
+        choose their run as SB3 does without pretraining (a new one when ``reset_num_timesteps`` restarts the
+        env-step axis), so that no curve steps back.
+        """
+        super().learn(total_timesteps, callback, log_interval, tb_log_name, reset_num_timesteps, progress_bar)  # type: ignore[misc]
+        if self._run_opened_by_pretrain:
+            self._custom_logger = self._run_opened_by_pretrain = False
         return self
 
     def _prepare_pretraining_log(self, tb_log_name: str) -> None:

@@ -7,11 +7,11 @@ takes part and implements that selection; the training losses live in :class:`sb
 """
 
 import copy
-import functools
 import inspect
 import math
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import torch as th
@@ -28,7 +28,7 @@ from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 from torch import nn
 from torch.nn import functional as F
 
-from sb3_expo.backend import Linear, compile_graph, cpu_chunk_rows
+from sb3_expo.backend import Linear
 from sb3_expo.critics import CriticEnsemble, mlp_layers, random_subsets
 from sb3_expo.diffusion import DiffusionPolicy, xavier_uniform_
 from sb3_expo.validation import check_policy_options
@@ -46,6 +46,16 @@ class CandidateNoise(NamedTuple):
             self.base[:, start * n_base_samples : stop * n_base_samples],
             self.edit[start * n_edit_samples : stop * n_edit_samples],
         )
+
+
+@dataclass
+class OTFAction:
+    """
+    What :meth:`ExpoPolicy._predict` runs for the OTF action: :meth:`ExpoPolicy.select_action` itself, or its compiled
+    graph, set once when the model is set up (:func:`sb3_expo.acceleration.accelerate`).
+    """
+
+    select: Callable[[th.Tensor, bool, "CandidateNoise | None"], th.Tensor]
 
 
 # The seed of the fixed draws behind deterministic actions (ExpoPolicy.fixed_noise).
@@ -256,8 +266,7 @@ class ExpoPolicy(BasePolicy):
             base_optimizer_kwargs = {"weight_decay": 1e-4, **default_optimizer_kwargs(base_optimizer_class)}
         self.base_optimizer_kwargs = base_optimizer_kwargs
         self._build(lr_schedule)
-        # The OTF candidates and action: eager, or compiled graphs after compile_graphs().
-        self._propose, self._select_action = self._propose_eager, self._select_action_eager
+        self.otf_action = OTFAction(self.select_action)  # sb3_expo.acceleration may make it a graph
 
     def _build(self, lr_schedule: Schedule) -> None:
         check_no_image_keys(self.observation_space, self.features_extractor_class, self.features_extractor_kwargs)
@@ -321,47 +330,6 @@ class ExpoPolicy(BasePolicy):
         """Whether any network has dropout, so that switching the training mode changes what it computes."""
         return self.denoiser_dropout > 0 or self.edit_dropout > 0
 
-    def compile_graphs(self, mode: str, candidates: bool = True, notice: Callable[[], None] | None = None) -> None:
-        """
-        From now on the OTF action of :meth:`_predict` runs as one compiled graph (:func:`sb3_expo.backend.compile_graph`),
-        and so does :meth:`propose_candidates` (the TD targets' candidates) if ``candidates``.
-
-        :param mode: a ``torch.compile`` mode ("default", "reduce-overhead", ...)
-        :param candidates: compile :meth:`propose_candidates` too
-        :param notice: called before each graph call (:class:`sb3_expo.backend.CompilationNotice`)
-        """
-        if candidates:
-            graph = compile_graph(self._propose_eager, mode, self.device, notice=notice)
-            self._propose = functools.partial(self._propose_in_chunks, graph)
-        self._select_action = compile_graph(self._select_action_eager, mode, self.device, notice=notice)
-
-    def _propose_in_chunks(
-        self,
-        graph: Callable,
-        obs_features: th.Tensor,
-        base: DiffusionPolicy,
-        deterministic: bool,
-        noise: CandidateNoise | None,
-    ) -> th.Tensor:
-        """
-        The candidates graph on a CPU, called on chunks of states of at most
-        :func:`~sb3_expo.backend.cpu_chunk_rows` sampler rows, with the noise drawn for the whole batch first: the
-        candidates of one call. A graph unrolls its loops, so one graph of a whole stretch (40 chunks of denoising at
-        the paper's UTD 20) took far longer to compile than the graph of one chunk, which is all it needs.
-        """
-        batch_size = obs_features.shape[0]
-        noise = self.candidate_noise(batch_size) if noise is None else noise
-        states = max(1, cpu_chunk_rows() // self.n_base_samples)
-        if obs_features.device.type != "cpu" or batch_size <= states:  # (self.device walks the parameters)
-            return graph(obs_features, base, deterministic, noise)
-        n, k = self.n_base_samples, self.n_edit_samples
-        return th.cat(
-            [
-                graph(obs_features[i : i + states], base, deterministic, noise.rows(i, i + states, n, k))
-                for i in range(0, batch_size, states)
-            ]
-        )
-
     def candidate_noise(self, batch_size: int) -> CandidateNoise:
         """
         Every Gaussian draw that :meth:`propose_candidates` makes for ``batch_size`` states, drawn in
@@ -405,12 +373,6 @@ class ExpoPolicy(BasePolicy):
             same noise, the candidates of a batch equal those of its slices computed separately.
         :return: candidates ``(B, N + K, action_dim)``
         """
-        propose = self._propose_eager if th.compiler.is_compiling() else self._propose  # in a graph: traced as plain code
-        return propose(obs_features, base, deterministic, noise)
-
-    def _propose_eager(
-        self, obs_features: th.Tensor, base: DiffusionPolicy, deterministic: bool, noise: CandidateNoise | None
-    ) -> th.Tensor:
         batch_size, n, k = obs_features.shape[0], self.n_base_samples, self.n_edit_samples
         noise = self.candidate_noise(batch_size) if noise is None else noise
         base_actions = base.sample(obs_features.repeat_interleave(n, dim=0), noise.base).view(batch_size, n, -1)
@@ -442,11 +404,11 @@ class ExpoPolicy(BasePolicy):
         """
         obs_features = self.extract_features(observation, self.features_extractor)
         noise = self.fixed_noise(obs_features.shape[0]) if deterministic else None
-        return self._select_action(obs_features, deterministic, noise)
+        return self.otf_action.select(obs_features, deterministic, noise)
 
-    def _select_action_eager(self, obs_features: th.Tensor, deterministic: bool, noise: CandidateNoise | None) -> th.Tensor:
+    def select_action(self, obs_features: th.Tensor, deterministic: bool, noise: CandidateNoise | None) -> th.Tensor:
         """The OTF action of :meth:`_predict`; ``noise``: its candidates' draws (fresh ones when ``None``)."""
-        candidates = self._propose_eager(obs_features, self.base_ema, deterministic, noise)
+        candidates = self.propose_candidates(obs_features, self.base_ema, deterministic, noise)
         if deterministic:
             scores = self.score_candidates(obs_features, candidates).mean(dim=0)
         else:

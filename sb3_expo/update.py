@@ -10,7 +10,6 @@ import torch as th
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import ReplayBufferSamples
 from stable_baselines3.common.utils import update_learning_rate
-from torch.optim.adam import adam
 
 from sb3_expo.checks import check_finite
 from sb3_expo.critics import CriticEnsemble
@@ -126,14 +125,15 @@ def guarded_step(optimizer: th.optim.Optimizer, loss: th.Tensor, name: str, n_up
     good one (:func:`check_finite_losses` then stops training at the end of the block).
 
     The gradients are those of the optimiser's own parameters only (``torch.autograd.grad``): the edit actor's loss
-    runs through the critics without touching their gradients. Then, eagerly, the optimiser's ``step``: fused Adam /
-    AdamW (EXPO's default) skip their whole update, moments and step count included, when their ``found_inf``
-    tensor is set (AMP's ``GradScaler`` mechanism, decided on the device without a host sync); other optimisers get
-    a host-side check first (:func:`sb3_expo.checks.check_finite`). Inside a compiled update
-    (:func:`sb3_expo.backend.compile_graph`) the step is the optimiser's :class:`GraphAdam`, part of the graph.
+    runs through the critics without touching their gradients. Then the optimiser's ``step``: fused Adam / AdamW
+    (EXPO's default) skip their whole update, moments and step count included, when their ``found_inf`` tensor is
+    set (AMP's ``GradScaler`` mechanism, decided on the device without a host sync); other optimisers get a host-side
+    check first (:func:`sb3_expo.checks.check_finite`). An optimiser of a compiled update carries the same step as
+    traceable tensor code (``optimizer.graph_adam``, :class:`sb3_expo.acceleration.GraphAdam`), which takes the
+    gradients and the finiteness flag as tensors.
     """
-    if th.compiler.is_compiling():
-        graph_adam: GraphAdam = optimizer.graph_adam  # type: ignore[attr-defined]
+    graph_adam = getattr(optimizer, "graph_adam", None)
+    if graph_adam is not None:  # its parameter list, read once: a graph would guard on every param_groups entry
         graph_adam.step(th.autograd.grad(loss, graph_adam.params), th.isfinite(loss.detach()))
         return
     params = [param for group in optimizer.param_groups for param in group["params"]]
@@ -149,72 +149,10 @@ def guarded_step(optimizer: th.optim.Optimizer, loss: th.Tensor, name: str, n_up
 
 
 def set_learning_rate(optimizer: th.optim.Optimizer, learning_rate: float) -> None:
-    """SB3's ``update_learning_rate``, and the tensor copy that a compiled update reads (:class:`GraphAdam`)."""
+    """SB3's ``update_learning_rate``, and the tensor copy that a compiled update reads (``optimizer.graph_adam``)."""
     update_learning_rate(optimizer, learning_rate)
     if hasattr(optimizer, "graph_adam"):
         optimizer.graph_adam.lr.fill_(learning_rate)
-
-
-class GraphAdam:
-    """
-    The step of an Adam / AdamW optimiser as traceable tensor code, for a compiled update: PyTorch's functional
-    ``adam`` (the math of ``optimizer.step()``) on the optimiser's own state, so eager and compiled updates
-    interchange and ``save`` / ``load`` see one optimiser. ``optimizer.graph_adam`` once attached (:meth:`attach`).
-
-    Inside a graph nothing may change per call but tensor values (any Python number read there is baked in and
-    guarded): the parameter list and the hyperparameters are read here once, and the learning rate is a tensor,
-    which :func:`set_learning_rate` keeps equal to the optimiser's.
-    """
-
-    def __init__(self, optimizer: th.optim.Adam):
-        (group,) = optimizer.param_groups
-        self.optimizer = optimizer
-        self.params: list[th.Tensor] = list(group["params"])
-        self.lr = th.tensor(float(group["lr"]), device=self.params[0].device)
-        self.hyperparameters = dict(
-            beta1=group["betas"][0], beta2=group["betas"][1], weight_decay=group["weight_decay"], eps=group["eps"],
-            decoupled_weight_decay=group.get("decoupled_weight_decay", isinstance(optimizer, th.optim.AdamW)),
-        )  # fmt: skip
-        for param in self.params:  # Adam's state as its first step creates it, so the graph always finds one
-            if not optimizer.state[param]:
-                optimizer.state[param].update(
-                    step=th.zeros((), dtype=th.float32, device=param.device),
-                    exp_avg=th.zeros_like(param, memory_format=th.preserve_format),
-                    exp_avg_sq=th.zeros_like(param, memory_format=th.preserve_format),
-                )
-
-    @staticmethod
-    def supports(optimizer: th.optim.Optimizer) -> bool:
-        """Whether a graph step can stand for ``optimizer``: Adam or AdamW, one parameter group, no amsgrad / maximize."""
-        groups = optimizer.param_groups
-        return (
-            isinstance(optimizer, th.optim.Adam) and len(groups) == 1 and not (groups[0]["amsgrad"] or groups[0]["maximize"])
-        )
-
-    @staticmethod
-    def attach(optimizer: th.optim.Optimizer) -> None:
-        """Give ``optimizer`` its graph step, or refuse an optimiser it cannot stand for, with the reason."""
-        if not GraphAdam.supports(optimizer):
-            raise ValueError(
-                f"A compiled update (compile_mode) steps Adam and AdamW optimisers with one parameter group and without "
-                f"amsgrad or maximize, got {optimizer!r}: use compile_mode=None with other optimisers"
-            )
-        optimizer.graph_adam = GraphAdam(optimizer)  # type: ignore[attr-defined]
-
-    def step(self, grads: tuple[th.Tensor, ...], ok: th.Tensor) -> None:
-        """One Adam step with ``grads``; where ``ok`` is false (a NaN or inf loss) everything is put back as it was."""
-        with th.no_grad():
-            states = [self.optimizer.state[param] for param in self.params]
-            tensors = [self.params, *([state[key] for state in states] for key in ("exp_avg", "exp_avg_sq", "step"))]
-            before = [[tensor.clone() for tensor in kind] for kind in tensors]
-            adam(
-                self.params, list(grads), tensors[1], tensors[2], [], tensors[3], foreach=False,
-                capturable=th.compiler.is_compiling(),  # no host reads in a graph; eager (the tests) reads the step
-                amsgrad=False, maximize=False, lr=self.lr, **self.hyperparameters,
-            )  # fmt: skip
-            for kind, saved in zip(tensors, before, strict=True):
-                for tensor, old in zip(kind, saved, strict=True):
-                    tensor.copy_(th.where(ok, tensor, old))
 
 
 def check_finite_losses(logged: dict[str, float], n_updates: int, prefix: str = "train") -> None:

@@ -1,5 +1,6 @@
 """EXPO's pieces against docs/algorithm.md: edit log-prob, OTF selection, TD target, update schedule."""
 
+import dataclasses
 import math
 
 import gymnasium as gym
@@ -109,7 +110,7 @@ def test_otf_action_is_the_candidate_with_the_highest_q(tiny_kwargs, determinist
     model = EXPO("MlpPolicy", "Pendulum-v1", **tiny_kwargs)
     policy = model.policy
     candidates = th.tensor([[[0.9], [-0.5], [0.1], [0.35], [-0.9]], [[0.0], [0.5], [0.3], [0.2], [0.45]]])
-    monkeypatch.setattr(policy, "_propose_eager", lambda obs, base, deterministic, noise: candidates)  # the OTF action's
+    monkeypatch.setattr(policy, "propose_candidates", lambda obs, base, deterministic, noise: candidates)  # the OTF action's
     policy.critic_target = DistanceCritic(th.tensor([0.3]), policy.n_critics)
     actions = policy._predict(th.zeros(2, 3), deterministic=deterministic)
     th.testing.assert_close(actions, th.tensor([[0.35], [0.3]]))
@@ -196,13 +197,13 @@ def test_policy_updates_once_per_policy_delay_critic_updates(tiny_kwargs):
     model._n_policy_updates = 0
     ema_before = [p.clone() for p in model.base_ema.parameters()]
     stretches = []
-    propose_candidates = model.policy.propose_candidates
+    propose_candidates = model.steps.candidates
 
-    def counting_proposals(obs_features, base, *args, **kwargs):
+    def counting_proposals(obs_features, base):
         stretches.append(len(obs_features) // 16)
-        return propose_candidates(obs_features, base, *args, **kwargs)
+        return propose_candidates(obs_features, base)
 
-    model.policy.propose_candidates = counting_proposals
+    model.steps = dataclasses.replace(model.steps, candidates=counting_proposals)
     steps = {name: 0 for name in ("base", "edit_actor")}
     for name in steps:
         optimizer = getattr(model, name).optimizer

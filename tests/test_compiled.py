@@ -16,9 +16,10 @@ from stable_baselines3.common.logger import configure
 from test_speed_paths import fill_buffer
 
 from sb3_expo import EXPO
+from sb3_expo.acceleration import CandidatesGraph, GraphAdam
 from sb3_expo.backend import ONEDNN_MIN_MACS, configured
 from sb3_expo.data import OfflineTransitions
-from sb3_expo.update import GraphAdam, TrainMetrics
+from sb3_expo.update import TrainMetrics
 
 pytestmark = pytest.mark.usefixtures("compiling")
 
@@ -163,8 +164,8 @@ def test_auto_compiles_where_it_was_measured_faster(tiny_kwargs, overrides, expe
     assert model.resolved_compile_mode == expected
     compiled = expected is not None
     assert (model.steps.critic_step != model._critic_step) == compiled
-    assert (model.policy._select_action != model.policy._select_action_eager) == compiled
-    assert (model.policy._propose != model.policy._propose_eager) == sampler_compiled
+    assert (model.policy.otf_action.select != model.policy.select_action) == compiled
+    assert isinstance(model.steps.candidates, CandidatesGraph) == sampler_compiled
     assert (model.steps.stretch != model._stretch) == stretch_compiled
 
 
@@ -232,11 +233,12 @@ def test_candidates_graph_runs_on_chunks_of_states_with_the_eager_numbers(tiny_k
     policy = model.policy
     obs = th.randn(50, 3)
     with th.no_grad(), configured(cpu_chunk_rows=10 * policy.n_base_samples):  # 10 states a chunk: 5 graph calls
-        noise = policy.candidate_noise(50)
         graphs_before = th._dynamo.utils.counters["stats"]["unique_graphs"]
-        chunked = policy.propose_candidates(obs, policy.base, noise=noise)
+        th.manual_seed(1)
+        chunked = model.steps.candidates(obs, policy.base)
         assert th._dynamo.utils.counters["stats"]["unique_graphs"] - graphs_before == 1
-        eager = policy._propose_eager(obs, policy.base, False, noise)
+        th.manual_seed(1)
+        eager = policy.propose_candidates(obs, policy.base)
     th.testing.assert_close(chunked, eager, rtol=1e-5, atol=1e-6)
 
 
@@ -260,3 +262,23 @@ def test_compiled_update_with_imitation_rows_equals_eager(tiny_kwargs):
         results.append(model.policy.state_dict())
     for name, value in results[0].items():
         th.testing.assert_close(results[1][name], value, rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_no_callable_is_rebound_on_an_instance(tiny_kwargs):
+    """
+    Go-to-definition works on the hot path: a compiled model keeps its graphs in its two seams (``model.steps``,
+    ``model.policy.otf_action``) and its optimisers' ``graph_adam``; no model, policy, network, optimiser or buffer
+    holds a function of its own in place of a method (SB3's ``lr_schedule`` is a value, a function of the progress).
+    """
+    model = EXPO("MlpPolicy", "Pendulum-v1", **{**tiny_kwargs, "compile_mode": "default"})
+    assert model.resolved_compile_mode == "default"
+    optimizers = [model.critic.optimizer, model.base.optimizer, model.edit_actor.optimizer, model.ent_coef_optimizer]
+    objects = [model, model.policy, *model.policy.modules(), *optimizers, model.replay_buffer]
+    rebound = [
+        f"{type(obj).__name__}.{name}"
+        for obj in objects
+        for name, value in vars(obj).items()
+        if callable(value) and not isinstance(value, (th.nn.Module, type, th.Tensor)) and name != "lr_schedule"
+    ]
+    assert not rebound, rebound
+    assert not callable(model.steps) and not callable(model.policy.otf_action)

@@ -49,13 +49,13 @@ def test_cpu_chunks_give_the_actions_of_one_pass():
 
 @pytest.mark.usefixtures("compiling")
 def test_compiled_sampler_gives_the_plain_samplers_actions():
-    """The compile binding: dynamo captures the whole sampler (backend="eager" skips inductor's code generation)."""
+    """Dynamo captures the whole sampler in one graph (backend="eager" skips inductor's code generation)."""
     th.manual_seed(0)
     policy = DiffusionPolicy(obs_dim=3, action_dim=2, n_steps=4, width=16, n_blocks=1).eval()
     obs, noise = th.randn(40, 3), th.randn(4, 40, 2)
-    policy.compile_sampler(backend="eager", fullgraph=True)
-    with th.no_grad(), configured(cpu_chunk_rows=16):
-        compiled = policy.denoise(obs, noise)
+    sampler = th.compile(policy.denoise_eager, backend="eager", fullgraph=True)
+    with th.no_grad():
+        compiled = sampler(obs, noise)
     assert th.allclose(compiled, policy.denoise_plain(obs, noise), atol=1e-5)
 
 
