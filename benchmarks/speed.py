@@ -315,10 +315,10 @@ def measure_optimisations(config: dict, device: str, repeats: int, compile_mode:
 
     # TD-target candidates (docs/algorithm.md, "One update"): one batched pass, in cache-sized chunks on a CPU.
     next_obs = th.randn(utd * batch, OBS_DIM, device=dev)
-    candidates_at_once = no_grad(lambda: policy.propose_candidates(next_obs, model.base))
+    candidates_at_once = no_grad(lambda: model.steps.candidates(next_obs, model.base))
     compare(
         "TD-target candidates: one pass for all UTD batches (vs one per batch)",
-        no_grad(lambda: [policy.propose_candidates(rows, model.base) for rows in next_obs.split(batch)]),
+        no_grad(lambda: [model.steps.candidates(rows, model.base) for rows in next_obs.split(batch)]),
         candidates_at_once,
     )
     if dev.type == "cpu":
