@@ -95,6 +95,23 @@ def _episode_ends(arrays: dict[str, np.ndarray], keep: np.ndarray, next_observat
     return ends
 
 
+def _read_arrays(path: str | os.PathLike, where: str) -> dict[str, np.ndarray]:
+    """The file's arrays this loader uses, of equal lengths; ``timeouts`` or ``next_observations`` must be there."""
+    with open_hdf5(path) as file:
+        arrays = {key: read_array(file, key, where) for key in D4RL_REQUIRED_KEYS}
+        if "next_observations" in file:
+            arrays["next_observations"] = read_array(file, "next_observations", where)
+        elif "timeouts" not in file:
+            raise ValueError(
+                f"{where} has neither 'timeouts' nor 'next_observations', so episode boundaries are unknown "
+                f"(found: {sorted(file.keys())})"
+            )
+        if "timeouts" in file:
+            arrays["timeouts"] = read_array(file, "timeouts", where)
+    check_lengths(arrays, where)
+    return arrays
+
+
 def load_d4rl_hdf5(path: str | os.PathLike) -> OfflineTransitions:
     """
     Load a legacy D4RL HDF5 file (``observations``, ``actions``, ``rewards``, ``terminals``,
@@ -116,22 +133,9 @@ def load_d4rl_hdf5(path: str | os.PathLike) -> OfflineTransitions:
     :raises ValueError: the file is not HDF5, lacks a required key, or its arrays have inconsistent lengths
     """
     where = f"D4RL file {os.fspath(path)!r}"
-    with open_hdf5(path) as file:
-        arrays = {key: read_array(file, key, where) for key in D4RL_REQUIRED_KEYS}
-        has_next = "next_observations" in file
-        if has_next:
-            arrays["next_observations"] = read_array(file, "next_observations", where)
-        elif "timeouts" not in file:
-            raise ValueError(
-                f"{where} has neither 'timeouts' nor 'next_observations', so episode boundaries are unknown "
-                f"(found: {sorted(file.keys())})"
-            )
-        if "timeouts" in file:
-            arrays["timeouts"] = read_array(file, "timeouts", where)
-    check_lengths(arrays, where)
-
+    arrays = _read_arrays(path, where)
     observations, terminals = arrays["observations"], arrays["terminals"].reshape(-1).astype(bool)
-    if has_next:
+    if "next_observations" in arrays:
         keep = np.ones(len(observations), dtype=bool)
         next_observations = arrays["next_observations"]
     else:
