@@ -2,7 +2,8 @@
 Offline/online mixing as SB3 replay buffers: RLPD's "symmetric sampling" (docs/algorithm.md, "One update").
 
 The buffers are SB3's own ``ReplayBuffer`` / ``DictReplayBuffer`` (they store the online transitions
-exactly as SB3 does) plus one in-memory set of offline transitions. ``sample(n)`` returns a batch in which
+exactly as SB3 does, and sample them as SB3 does unless ``action_chunk > 1``: see :mod:`sb3_expo.chunks`)
+plus one in-memory set of offline transitions. ``sample(n)`` returns a batch in which
 a fixed share ``offline_ratio`` of rows is drawn uniformly from the offline data and the rest uniformly
 from the online buffer, arranged so that every aligned minibatch of a larger sample is mixed in the same
 ratio (see :func:`offline_row_mask`)::
@@ -22,10 +23,10 @@ from typing import Any, NamedTuple, TypeVar
 import numpy as np
 import torch as th
 from gymnasium import spaces
-from stable_baselines3.common.buffers import DictReplayBuffer, ReplayBuffer
 from stable_baselines3.common.type_aliases import DictReplayBufferSamples, ReplayBufferSamples
 from stable_baselines3.common.vec_env import VecNormalize
 
+from sb3_expo.chunks import ChunkReplayBuffer, DictChunkReplayBuffer, chunk_lengths, chunk_rows, flatten_chunks
 from sb3_expo.data.transitions import (
     Observations,
     OfflineTransitions,
@@ -40,9 +41,9 @@ TensorObs = th.Tensor | dict[str, th.Tensor]
 
 # offline_ratio is read as the nearest fraction with at most this denominator, so the row pattern is exact.
 MAX_RATIO_DENOMINATOR = 1_000_000
-# The sample fields that are mixed row by row (``discounts`` stays SB3's: None).
 # Offline actions are clipped to ±this, in [-1, 1] units (the reference's ``clip_to_eps``).
 OFFLINE_ACTION_LIMIT = 1.0 - 1e-5
+# The sample fields that are mixed row by row (``discounts`` too where samples have them: action chunks).
 MIXED_FIELDS = ("observations", "actions", "next_observations", "dones", "rewards")
 
 
@@ -74,6 +75,8 @@ class _OfflineArrays(NamedTuple):
     rewards: np.ndarray
     next_observations: Observations
     terminals: np.ndarray
+    # The real steps of the chunk starting at each row (action_chunk > 1; chunks are gathered when sampled).
+    chunk_lengths: np.ndarray | None = None
 
 
 def _cast_like(observations: Observations, like: np.ndarray | dict[str, np.ndarray]) -> Observations:
@@ -122,7 +125,12 @@ class OfflineMixingMixin:
     :param handle_timeout_termination: whether online time-limit truncations are not terminals (SB3's default)
     :param offline_ratio: share of offline rows in every batch once both parts hold data (the paper: 0.5)
     :param reward_transform: affine transform applied to every sampled reward, offline and online alike
-        (e.g. ``RewardTransform(shift=-1.0)`` on AntMaze); None leaves rewards unchanged
+        (e.g. ``RewardTransform(shift=-1.0)`` on AntMaze); None leaves rewards unchanged. With action chunks it is
+        applied to each step's reward before the chunk sums them (``shift`` is earned once per real step).
+    :param action_chunk: ``h``: with ``h > 1`` every row, offline and online, is an action chunk of up to ``h``
+        steps of one episode with its SMDP return and ``discounts`` (:mod:`sb3_expo.chunks`); ``h = 1`` samples
+        one-step rows exactly as before (``discounts`` None)
+    :param gamma: the discount of the chunk returns and ``discounts`` (unused for ``h = 1``)
     """
 
     # Provided by the SB3 buffer this mixin is combined with.
@@ -131,6 +139,9 @@ class OfflineMixingMixin:
     observations: np.ndarray | dict[str, np.ndarray]
     actions: np.ndarray
     device: th.device
+    # Provided by ChunkSamplingMixin (sb3_expo.chunks), which the concrete buffers below are built on.
+    action_chunk: int
+    gamma: float
 
     def __init__(
         self,
@@ -143,11 +154,21 @@ class OfflineMixingMixin:
         handle_timeout_termination: bool = True,
         offline_ratio: float = 0.5,
         reward_transform: RewardTransform | None = None,
+        action_chunk: int = 1,
+        gamma: float = 0.99,
     ):
         if not 0.0 <= offline_ratio <= 1.0:
             raise ValueError(f"offline_ratio must be in [0, 1], got {offline_ratio}")
         super().__init__(  # type: ignore[call-arg]
-            buffer_size, observation_space, action_space, device, n_envs, optimize_memory_usage, handle_timeout_termination
+            buffer_size,
+            observation_space,
+            action_space,
+            device,
+            n_envs,
+            optimize_memory_usage,
+            handle_timeout_termination,
+            action_chunk=action_chunk,
+            gamma=gamma,
         )
         self.offline_ratio = float(offline_ratio)
         self.reward_transform = reward_transform if reward_transform is not None else RewardTransform()
@@ -169,7 +190,9 @@ class OfflineMixingMixin:
         deep inside training. Actions are mapped from the env's bounds to [-1, 1], the units SB3 stores
         online actions in (``squash_output=True``), and clipped to ±(1 - 1e-5) as the reference's loaders
         do, so that dataset actions recorded exactly at the bounds stay inside the open interval of the
-        edit actor's tanh. The arrays are kept in host memory, not pickled.
+        edit actor's tanh. With action chunks, the chunk lengths are computed here from the data's
+        ``episode_ends`` (a chunk never crosses one); the chunks themselves are gathered when sampled. The arrays
+        are kept in host memory, not pickled.
 
         :param transitions: offline transitions in the environment's units
         :raises ValueError: if the data does not fit the spaces (see :func:`validate_against_env`) or is empty
@@ -185,6 +208,7 @@ class OfflineMixingMixin:
             rewards=transitions.rewards,
             next_observations=_cast_like(transitions.next_observations, self.observations),
             terminals=transitions.terminals,
+            chunk_lengths=None if self.action_chunk == 1 else chunk_lengths(transitions.episode_ends, self.action_chunk),
         )
 
     def add(
@@ -216,7 +240,8 @@ class OfflineMixingMixin:
 
         :param batch_size: number of rows
         :param env: VecNormalize env, as in :meth:`sample`
-        :return: observations, actions (in [-1, 1]) and the share of rows drawn from online data
+        :return: observations, actions (in [-1, 1]; action chunks ``(B, h * action_dim)`` for ``h > 1``, which stay
+            inside their episode, so inside a successful one) and the share of rows drawn from online data
         :raises ValueError: neither offline data nor a successful online episode is there to imitate
         """
         success_rows = np.argwhere(self.successful)
@@ -227,15 +252,30 @@ class OfflineMixingMixin:
         online = success_rows[picks[picks >= n_offline] - n_offline]
         offline_indices = picks[picks < n_offline]
         online_obs = map_observations(lambda array: array[online[:, 0], online[:, 1]], self.observations)
-        actions = self.actions[online[:, 0], online[:, 1]]
+        actions = self._online_actions(online[:, 0], online[:, 1])
         if len(offline_indices):
             assert self._offline is not None
             offline_obs = map_observations(lambda array: array[offline_indices], self._offline.observations)
             online_obs = map_observations(lambda first, second: np.concatenate([first, second]), offline_obs, online_obs)
-            actions = np.concatenate([self._offline.actions[offline_indices], actions])
+            actions = np.concatenate([self._offline_actions(offline_indices), actions])
         observations = self._normalize_obs(online_obs, env)  # type: ignore[attr-defined]
         torch_obs = map_observations(self.to_torch, observations)  # type: ignore[attr-defined]
         return torch_obs, self.to_torch(actions), len(online) / batch_size  # type: ignore[attr-defined]
+
+    def _online_actions(self, starts: np.ndarray, env_indices: np.ndarray) -> np.ndarray:
+        """The online actions (chunks for ``h > 1``) starting at buffer rows ``starts`` of envs ``env_indices``."""
+        if self.action_chunk == 1:
+            return self.actions[starts, env_indices]
+        rows, _ = self.online_chunks(starts, env_indices)  # type: ignore[attr-defined]
+        return flatten_chunks(self.actions[rows, env_indices[:, None]])
+
+    def _offline_actions(self, indices: np.ndarray) -> np.ndarray:
+        """The offline actions (chunks for ``h > 1``) starting at rows ``indices``."""
+        assert self._offline is not None
+        if self._offline.chunk_lengths is None:
+            return self._offline.actions[indices]
+        rows = chunk_rows(indices, self._offline.chunk_lengths[indices], self.action_chunk)
+        return flatten_chunks(self._offline.actions[rows])
 
     def sample(self, batch_size: int, env: VecNormalize | None = None) -> Any:
         """
@@ -255,7 +295,7 @@ class OfflineMixingMixin:
             offline = self._sample_offline(n_offline, env)
             online = super().sample(batch_size - n_offline, env=env)  # type: ignore[misc]
             samples = self._merge(offline, online, mask)
-        return samples._replace(rewards=self.reward_transform(samples.rewards))
+        return self._transform_rewards(samples)
 
     def sample_offline(self, batch_size: int, env: VecNormalize | None = None) -> Any:
         """
@@ -267,8 +307,17 @@ class OfflineMixingMixin:
         """
         if self.offline_size == 0:
             raise ValueError("No offline data is attached to the replay buffer (attach_offline)")
-        samples = self._sample_offline(batch_size, env)
+        return self._transform_rewards(self._sample_offline(batch_size, env))
+
+    def _transform_rewards(self, samples: Samples) -> Samples:
+        """The reward transform on one-step rewards; chunk returns got it step by step (:meth:`_step_rewards`)."""
+        if self.action_chunk > 1:
+            return samples
         return samples._replace(rewards=self.reward_transform(samples.rewards))
+
+    def _step_rewards(self, rewards: np.ndarray, env: VecNormalize | None) -> np.ndarray:
+        """Each step's reward of a chunk, normalised then transformed, as a one-step row's would be."""
+        return self.reward_transform(super()._step_rewards(rewards, env))  # type: ignore[misc]
 
     def _offline_mask(self, batch_size: int) -> np.ndarray:
         """The row pattern, or all offline while the online buffer is empty, or all online without offline data."""
@@ -283,6 +332,8 @@ class OfflineMixingMixin:
         assert self._offline is not None
         data = self._offline
         indices = np.random.randint(0, len(data.rewards), size=n_rows)
+        if data.chunk_lengths is not None:
+            return self._offline_chunks(indices, env)
         rows = lambda array: array[indices]  # noqa: E731
         observations = self._normalize_obs(map_observations(rows, data.observations), env)  # type: ignore[attr-defined]
         next_observations = self._normalize_obs(map_observations(rows, data.next_observations), env)  # type: ignore[attr-defined]
@@ -295,10 +346,28 @@ class OfflineMixingMixin:
             rewards=self.to_torch(rewards),  # type: ignore[attr-defined]
         )
 
+    def _offline_chunks(self, indices: np.ndarray, env: VecNormalize | None) -> Any:
+        """The offline chunks starting at rows ``indices``, gathered and summed as online chunks are."""
+        data = self._offline
+        assert data is not None and data.chunk_lengths is not None
+        lengths = data.chunk_lengths[indices]
+        rows = chunk_rows(indices, lengths, self.action_chunk)
+        last = rows[:, -1]
+        return self.assemble_chunks(  # type: ignore[attr-defined]
+            observations=map_observations(lambda array: array[indices], data.observations),
+            actions=data.actions[rows],
+            step_rewards=data.rewards[rows],
+            lengths=lengths,
+            next_observations=map_observations(lambda array: array[last], data.next_observations),
+            dones=data.terminals[last],
+            env=env,
+        )
+
     def _merge(self, offline: Samples, online: Samples, mask: np.ndarray) -> Samples:
         """One batch with offline rows at ``mask`` and online rows elsewhere, field by field."""
         order = th.as_tensor(_merge_order(mask), device=self.device)
-        mixed = {field: _interleave(getattr(offline, field), getattr(online, field), order) for field in MIXED_FIELDS}
+        fields = MIXED_FIELDS if online.discounts is None else (*MIXED_FIELDS, "discounts")
+        mixed = {field: _interleave(getattr(offline, field), getattr(online, field), order) for field in fields}
         return online._replace(**mixed)
 
     @property
@@ -318,14 +387,14 @@ class OfflineMixingMixin:
         self.__dict__.update(state)
 
 
-class OfflineReplayBuffer(OfflineMixingMixin, ReplayBuffer):
+class OfflineReplayBuffer(OfflineMixingMixin, ChunkReplayBuffer):
     """
     SB3 ``ReplayBuffer`` (Box observations) that mixes attached offline data into every sample; see
     :class:`OfflineMixingMixin` for the sampling rules and arguments.
     """
 
 
-class DictOfflineReplayBuffer(OfflineMixingMixin, DictReplayBuffer):
+class DictOfflineReplayBuffer(OfflineMixingMixin, DictChunkReplayBuffer):
     """
     SB3 ``DictReplayBuffer`` (Dict observations) that mixes attached offline data into every sample; see
     :class:`OfflineMixingMixin` for the sampling rules and arguments.
