@@ -232,6 +232,12 @@ class DiffusionPolicy(nn.Module):
         self.mixed_precision = False
         self.sampler_schedule = sampler_constants(betas)
 
+    default_steps = 10  # T of the paper
+
+    def noise_draws(self) -> int:
+        """T: x_T, then the ``z`` of every step but the last (:meth:`denoise`; :class:`sb3_expo.bases.ActionSampler`)."""
+        return self.n_steps
+
     def loss(self, obs: th.Tensor, actions: th.Tensor) -> th.Tensor:
         """
         The DDPM loss (:func:`ddpm_loss`) of this policy's denoiser.

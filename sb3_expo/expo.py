@@ -84,8 +84,10 @@ def check_update_schedule(gradient_steps: int, policy_delay: int, base_ema_rate:
         )
 
 
-def _read_from_policy_kwargs(name: str) -> property:
-    return property(lambda self: self.policy_kwargs[name], doc=f"``{name}``, read back from ``policy_kwargs`` (its one home)")
+def _read_from_policy(name: str) -> property:
+    """``name`` read back from the policy that owns it (from ``policy_kwargs`` before the policy is built)."""
+    read = lambda self: getattr(self.policy, name) if hasattr(self, "policy") else self.policy_kwargs[name]  # noqa: E731
+    return property(read, doc=f"``{name}``, read back from the policy (its one home)")
 
 
 class EXPO(ReloadChecks, Safeguards, OfflineToOnline, OffPolicyAlgorithm):
@@ -125,7 +127,8 @@ class EXPO(ReloadChecks, Safeguards, OfflineToOnline, OffPolicyAlgorithm):
     :param edit_scale: β, the largest edit of an action coordinate (actions in [-1, 1]). ``"auto"``: 0.1 with an
         ``offline_dataset`` (the paper's offline-to-online and robomimic settings are 0.05-0.1), else 0.7 (its Adroit
         setting, learning from scratch); docs/algorithm.md, "Fine-tuning recipe"
-    :param diffusion_steps: T, denoising steps of the base policy (10)
+    :param diffusion_steps: T, denoising steps of the base policy (10); Euler steps with
+        ``policy_kwargs=dict(base_policy="flow")``, a rectified-flow base (its default: ``FlowPolicy.default_steps``)
     :param base_ema_rate: Polyak rate of the EMA base policy used for acting, per base update
     :param policy_lr_decay_steps: base and edit-actor learning rates decay to 0 over this many updates (``None``: never)
     :param base_imitates: what the base policy imitates online: ``"offline_and_successes"`` (offline data and online
@@ -151,13 +154,13 @@ class EXPO(ReloadChecks, Safeguards, OfflineToOnline, OffPolicyAlgorithm):
 
     policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {"MlpPolicy": MlpPolicy, "MultiInputPolicy": MultiInputPolicy}
     policy: ExpoPolicy
-    n_critics = _read_from_policy_kwargs("n_critics")
-    critic_subset_size = _read_from_policy_kwargs("critic_subset_size")
-    n_base_samples = _read_from_policy_kwargs("n_base_samples")
-    n_edit_samples = _read_from_policy_kwargs("n_edit_samples")
-    edit_scale = _read_from_policy_kwargs("edit_scale")
-    diffusion_steps = _read_from_policy_kwargs("diffusion_steps")
-    mixed_precision = _read_from_policy_kwargs("mixed_precision")
+    n_critics = _read_from_policy("n_critics")
+    critic_subset_size = _read_from_policy("critic_subset_size")
+    n_base_samples = _read_from_policy("n_base_samples")
+    n_edit_samples = _read_from_policy("n_edit_samples")
+    edit_scale = _read_from_policy("edit_scale")
+    diffusion_steps = _read_from_policy("diffusion_steps")
+    mixed_precision = _read_from_policy("mixed_precision")
 
     def __init__(
         self,

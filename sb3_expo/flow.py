@@ -128,6 +128,8 @@ class FlowPolicy(nn.Module):
         # Set by ExpoPolicy: bf16 autocast of the network while sampling.
         self.mixed_precision = False
 
+    default_steps = 4  # measured: docs/algorithm.md, "The flow base"
+
     def noise_draws(self) -> int:
         """One: the starting point x_0; the integration itself draws nothing (the DDPM takes T draws)."""
         return 1

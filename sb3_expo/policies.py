@@ -29,15 +29,17 @@ from torch import nn
 from torch.nn import functional as F
 
 from sb3_expo.backend import Linear
+from sb3_expo.bases import ActionSampler, check_action_sampler
 from sb3_expo.critics import CriticEnsemble, mlp_layers, random_subsets
 from sb3_expo.diffusion import DiffusionPolicy, xavier_uniform_
+from sb3_expo.flow import FlowPolicy
 from sb3_expo.validation import check_policy_options
 
 
 class CandidateNoise(NamedTuple):
     """The Gaussian draws behind one set of OTF candidates (see :meth:`ExpoPolicy.propose_candidates`)."""
 
-    base: th.Tensor  # (T, B·N, action_dim): the diffusion sampler's x_T and step noises
+    base: th.Tensor  # (draws, B·N, action_dim): the base sampler's (DDPM: x_T and the step noises; flow: x_0)
     edit: th.Tensor  # (B·K, action_dim): the edit actor's reparameterised samples
 
     def rows(self, start: int, stop: int, n_base_samples: int, n_edit_samples: int) -> "CandidateNoise":
@@ -56,6 +58,29 @@ class OTFAction:
     """
 
     select: Callable[[th.Tensor, bool, "CandidateNoise | None"], th.Tensor]
+
+
+# base_policy's names. A class or factory of one's own is built with the same arguments (sb3_expo.bases).
+BASE_POLICIES: dict[str, Callable[..., nn.Module]] = {"ddpm": DiffusionPolicy, "flow": FlowPolicy}
+
+
+def make_base(
+    base_policy: str | Callable[..., nn.Module], obs_dim: int, action_dim: int, n_steps: int | None, **network: Any
+) -> nn.Module:
+    """
+    The base policy that ``base_policy`` names (``"ddpm"``, ``"flow"``) or builds (a class or factory called as
+    ``base_policy(obs_dim, action_dim, n_steps=..., width=..., n_blocks=..., dropout=...)``), checked against
+    :class:`~sb3_expo.bases.ActionSampler`. ``n_steps=None``: the base's ``default_steps`` (10 without one).
+    """
+    if isinstance(base_policy, str) and base_policy not in BASE_POLICIES:
+        raise ValueError(f"base_policy must be one of {sorted(BASE_POLICIES)} or a class / factory, got {base_policy!r}")
+    build = BASE_POLICIES[base_policy] if isinstance(base_policy, str) else base_policy
+    if not callable(build):
+        raise TypeError(f"base_policy must be one of {sorted(BASE_POLICIES)} or a class / factory, got {base_policy!r}")
+    n_steps = getattr(build, "default_steps", 10) if n_steps is None else n_steps
+    base = build(obs_dim, action_dim, n_steps=n_steps, **network)
+    check_action_sampler(base)
+    return base
 
 
 # The seed of the fixed draws behind deterministic actions (ExpoPolicy.fixed_noise).
@@ -185,7 +210,10 @@ class ExpoPolicy(BasePolicy):
     :param denoiser_width: hidden width of the denoiser (the paper: 256)
     :param denoiser_blocks: residual blocks of the denoiser (the paper: 3)
     :param denoiser_dropout: dropout in the denoiser's residual blocks
-    :param diffusion_steps: T, denoising steps of the base policy
+    :param base_policy: the base policy: ``"ddpm"`` (the paper's DDPM), ``"flow"`` (a rectified flow, sampled in fewer
+        Euler steps), or a class / factory of one's own (:mod:`sb3_expo.bases`, docs/algorithm.md)
+    :param diffusion_steps: T, denoising (or Euler) steps of the base policy; ``None``: the base's default (DDPM: 10,
+        flow: :attr:`sb3_expo.flow.FlowPolicy.default_steps`)
     :param edit_scale: β, the edit actor changes each action coordinate by at most β (actions in [-1, 1])
     :param edit_dropout: dropout in the edit actor's hidden layers
     :param n_base_samples: N, base-policy samples per state
@@ -214,7 +242,8 @@ class ExpoPolicy(BasePolicy):
         denoiser_width: int = 256,
         denoiser_blocks: int = 3,
         denoiser_dropout: float = 0.0,
-        diffusion_steps: int = 10,
+        base_policy: str | Callable[..., nn.Module] = "ddpm",
+        diffusion_steps: int | None = None,
         edit_scale: float = 0.7,
         edit_dropout: float = 0.0,
         n_base_samples: int = 8,
@@ -255,6 +284,7 @@ class ExpoPolicy(BasePolicy):
         self.n_base_samples = n_base_samples
         self.n_edit_samples = n_edit_samples
         self.edit_scale = edit_scale
+        self.base_policy = base_policy
         self.diffusion_steps = diffusion_steps
         self.denoiser_width = denoiser_width
         self.denoiser_blocks = denoiser_blocks
@@ -280,9 +310,11 @@ class ExpoPolicy(BasePolicy):
         action_dim = int(math.prod(self.action_space.shape))
         actor_arch, critic_arch = get_actor_critic_arch(self.net_arch)
 
-        self.base = DiffusionPolicy(
-            obs_dim, action_dim, self.diffusion_steps, self.denoiser_width, self.denoiser_blocks, self.denoiser_dropout
-        )
+        self.base = make_base(
+            self.base_policy, obs_dim, action_dim, self.diffusion_steps, width=self.denoiser_width,
+            n_blocks=self.denoiser_blocks, dropout=self.denoiser_dropout,
+        )  # fmt: skip
+        self.diffusion_steps = self.base.n_steps
         self.base.mixed_precision = self.mixed_precision
         self.base_ema = copy.deepcopy(self.base).requires_grad_(False)
         self.edit_actor = EditActor(obs_dim, action_dim, actor_arch, self.edit_scale, self.edit_dropout, self.activation_fn)
@@ -307,6 +339,7 @@ class ExpoPolicy(BasePolicy):
             n_base_samples=self.n_base_samples,
             n_edit_samples=self.n_edit_samples,
             edit_scale=self.edit_scale,
+            base_policy=self.base_policy,
             diffusion_steps=self.diffusion_steps,
             denoiser_width=self.denoiser_width,
             denoiser_blocks=self.denoiser_blocks,
@@ -338,7 +371,7 @@ class ExpoPolicy(BasePolicy):
         action_dim = self.edit_actor.mu.out_features
         rows = batch_size * self.n_base_samples
         return CandidateNoise(
-            base=th.randn(self.diffusion_steps, rows, action_dim, device=self.device),
+            base=th.randn(self.base.noise_draws(), rows, action_dim, device=self.device),
             edit=th.randn(batch_size * self.n_edit_samples, action_dim, device=self.device),
         )
 
@@ -351,14 +384,14 @@ class ExpoPolicy(BasePolicy):
         call, whatever the other rows of the batch and the global RNG (which it leaves untouched).
         """
         generator, action_dim = th.Generator().manual_seed(DETERMINISTIC_NOISE_SEED), self.edit_actor.mu.out_features
-        base = th.randn(self.diffusion_steps, self.n_base_samples, action_dim, generator=generator)
+        base = th.randn(self.base.noise_draws(), self.n_base_samples, action_dim, generator=generator)
         edit = th.randn(self.n_edit_samples, action_dim, generator=generator)
         return CandidateNoise(base.to(self.device).repeat(1, batch_size, 1), edit.to(self.device).repeat(batch_size, 1))
 
     def propose_candidates(
         self,
         obs_features: th.Tensor,
-        base: DiffusionPolicy,
+        base: ActionSampler,
         deterministic: bool = False,
         noise: CandidateNoise | None = None,
     ) -> th.Tensor:

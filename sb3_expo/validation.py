@@ -147,7 +147,8 @@ def check_policy_options(options: dict[str, Any]) -> None:
             f"n_base_samples={options['n_base_samples']}, n_edit_samples={options['n_edit_samples']}"
         )
     check_number("edit_scale (β)", options["edit_scale"], 0.0, low_open=True)
-    check_int("diffusion_steps (T)", options["diffusion_steps"], 1, " (the paper: 10)")
+    if options["diffusion_steps"] is not None:  # None: the base's own default
+        check_int("diffusion_steps (T)", options["diffusion_steps"], 1, " (the paper: 10)")
     check_int("denoiser_width", options["denoiser_width"], 1)
     check_int("denoiser_blocks", options["denoiser_blocks"], 0)
     check_number("denoiser_dropout", options["denoiser_dropout"], 0.0, 1.0, high_open=True)
