@@ -9,6 +9,8 @@ import numpy as np
 import torch as th
 from stable_baselines3.common.callbacks import BaseCallback
 
+from sb3_expo.open_loop import PendingChunks, act_in_chunks, chunked
+
 
 def evaluate_success_rate(model: Any, env: gym.Env, n_episodes: int = 20, deterministic: bool = True) -> float:
     """
@@ -17,7 +19,8 @@ def evaluate_success_rate(model: Any, env: gym.Env, n_episodes: int = 20, determ
     ``eval/success_rate``). Unlike ``evaluate_policy``'s mean return, this is the figure the paper
     plots for AntMaze, Adroit and robomimic.
 
-    :param model: anything with SB3's ``predict(observation, deterministic=...)``
+    :param model: anything with SB3's ``predict(observation, state, episode_start, deterministic)``: the state travels
+        between the calls of an episode (a chunked policy's pending actions, a recurrent one's memory)
     :param env: a single (not vectorised) environment with a time limit that sets ``info["is_success"]``
     :param n_episodes: episodes to run; seed ``env`` beforehand (``env.reset(seed=...)``) for a repeatable figure
     :param deterministic: passed to ``predict``
@@ -27,11 +30,11 @@ def evaluate_success_rate(model: Any, env: gym.Env, n_episodes: int = 20, determ
     successes = []
     for _ in range(n_episodes):
         observation, _ = env.reset()
-        done = False
+        state, episode_start, done = None, np.ones(1, dtype=bool), False
         while not done:
-            action, _ = model.predict(observation, deterministic=deterministic)
+            action, state = model.predict(observation, state, episode_start, deterministic)
             observation, _, terminated, truncated, info = env.step(action)
-            done = terminated or truncated
+            episode_start, done = np.zeros(1, dtype=bool), terminated or truncated
         if "is_success" not in info:
             raise KeyError(
                 "evaluate_success_rate needs info['is_success'] at the end of an episode: wrap the env "
@@ -54,9 +57,30 @@ class BasePolicyActor:
 
     def __init__(self, model: Any):
         self.policy = model.policy
+        self._pending: PendingChunks | None = None  # with action chunks: the rest of each env's chunk
 
-    def predict(self, observation: Any, deterministic: bool = False) -> tuple[np.ndarray, None]:
-        """One base-policy sample per observation, in the env's action units (SB3's ``predict`` signature)."""
+    def predict(
+        self, observation: Any, state: Any = None, episode_start: Any = None, deterministic: bool = False
+    ) -> tuple[np.ndarray, Any]:
+        """
+        One base-policy sample per observation, in the env's action units (SB3's ``predict`` signature). With
+        ``action_chunk`` h > 1 the sample is a chunk, executed over h calls as the model's policy does
+        (:meth:`sb3_expo.policies.ExpoPolicy.predict`).
+        """
+        policy, horizon = self.policy, self.policy.action_chunk
+        if horizon == 1:
+            return self._sample(observation), state
+        carried = state is not None or episode_start is not None
+        plan = chunked(self._sample, horizon, policy.action_space.shape)
+        actions, pending = act_in_chunks(
+            plan, observation, policy.observation_space, state if carried else self._pending, horizon,
+            policy.action_space.shape, episode_start,
+        )  # fmt: skip
+        if not carried:
+            self._pending = pending
+        return actions, pending if carried else None
+
+    def _sample(self, observation: Any) -> np.ndarray:
         policy = self.policy
         policy.set_training_mode(False)
         obs_tensor, vectorized = policy.obs_to_tensor(observation)
@@ -64,7 +88,7 @@ class BasePolicyActor:
             features = policy.extract_features(obs_tensor, policy.features_extractor)
             actions = policy.base_ema.sample(features).cpu().numpy()
         actions = policy.unscale_action(actions.reshape((-1, *policy.action_space.shape)))
-        return (actions if vectorized else actions[0]), None
+        return actions if vectorized or policy.action_chunk > 1 else actions[0]
 
 
 class ForgettingMonitor(BaseCallback):

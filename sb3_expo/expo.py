@@ -15,11 +15,10 @@ from stable_baselines3.common.type_aliases import GymEnv, ReplayBufferSamples, S
 from stable_baselines3.common.utils import polyak_update
 
 from sb3_expo.acceleration import UpdateSteps, accelerate
-from sb3_expo.checks import check_image_observations
 from sb3_expo.critics import random_subsets
-from sb3_expo.data import OfflineSource, OfflineTransitions, RewardTransform
+from sb3_expo.data import OfflineSource, OfflineTransitions
 from sb3_expo.loading import ReloadChecks
-from sb3_expo.offline import DEFAULT_OFFLINE_RATIO, OfflineToOnline, choose_replay_buffer_class
+from sb3_expo.offline import DEFAULT_OFFLINE_RATIO, OfflineToOnline
 from sb3_expo.policies import ExpoPolicy, MlpPolicy, MultiInputPolicy, policy_option_defaults
 from sb3_expo.safeguards import Safeguards
 from sb3_expo.update import (
@@ -127,6 +126,8 @@ class EXPO(ReloadChecks, Safeguards, OfflineToOnline, OffPolicyAlgorithm):
     :param edit_scale: β, the largest edit of an action coordinate (actions in [-1, 1]). ``"auto"``: 0.1 with an
         ``offline_dataset`` (the paper's offline-to-online and robomimic settings are 0.05-0.1), else 0.7 (its Adroit
         setting, learning from scratch); docs/algorithm.md, "Fine-tuning recipe"
+    :param action_chunk: h, actions per decision (1): with h > 1 EXPO plans and learns on chunks of h actions, each
+        executed open-loop, with the SMDP backup over the steps a chunk lasted (docs/algorithm.md, "Action chunks")
     :param diffusion_steps: T, denoising steps of the base policy (10); Euler steps with
         ``policy_kwargs=dict(base_policy="flow")``, a rectified-flow base (its default: ``FlowPolicy.default_steps``)
     :param base_ema_rate: Polyak rate of the EMA base policy used for acting, per base update
@@ -161,6 +162,7 @@ class EXPO(ReloadChecks, Safeguards, OfflineToOnline, OffPolicyAlgorithm):
     edit_scale = _read_from_policy("edit_scale")
     diffusion_steps = _read_from_policy("diffusion_steps")
     mixed_precision = _read_from_policy("mixed_precision")
+    action_chunk = _read_from_policy("action_chunk")
 
     def __init__(
         self,
@@ -190,6 +192,7 @@ class EXPO(ReloadChecks, Safeguards, OfflineToOnline, OffPolicyAlgorithm):
         n_edit_samples: int | None = None,
         edit_scale: float | str = "auto",
         diffusion_steps: int | None = None,
+        action_chunk: int | None = None,
         base_ema_rate: float = 0.001,
         policy_lr_decay_steps: int | None = 3_000_000,
         base_imitates: str = "offline_and_successes",
@@ -229,7 +232,7 @@ class EXPO(ReloadChecks, Safeguards, OfflineToOnline, OffPolicyAlgorithm):
         self.policy_kwargs = merge_policy_options(
             self.policy_kwargs, n_critics=n_critics, critic_subset_size=critic_subset_size, n_base_samples=n_base_samples,
             n_edit_samples=n_edit_samples, edit_scale=edit_scale, diffusion_steps=diffusion_steps,
-            mixed_precision=mixed_precision,
+            mixed_precision=mixed_precision, action_chunk=action_chunk,
         )  # fmt: skip
         self.log_ent_coef: th.Tensor | None = None
         self.ent_coef_optimizer: th.optim.Adam | None = None
@@ -256,14 +259,7 @@ class EXPO(ReloadChecks, Safeguards, OfflineToOnline, OffPolicyAlgorithm):
     def _setup_model(self) -> None:
         check_algorithm_settings(vars(self))
         check_update_schedule(self.gradient_steps, self.policy_delay, self.base_ema_rate, self.base_imitates)
-        reward_transform = RewardTransform(self.reward_scale, self.reward_shift)
-        self.replay_buffer_kwargs = dict(self.replay_buffer_kwargs)  # EXPO adds keys: the caller's dict stays as given
-        self.replay_buffer_class = choose_replay_buffer_class(
-            self.replay_buffer_class, self.replay_buffer_kwargs, self.observation_space,
-            self.offline_dataset is not None, self.offline_ratio, reward_transform,
-        )  # fmt: skip
-        self._report_buffer_options()
-        check_image_observations(self.observation_space, self.buffer_size, self.optimize_memory_usage, stacklevel=3)
+        self._choose_replay_buffer()
         super()._setup_model()
         self.base, self.base_ema, self.edit_actor = self.policy.base, self.policy.base_ema, self.policy.edit_actor
         self.critic, self.critic_target = self.policy.critic, self.policy.critic_target
@@ -274,7 +270,7 @@ class EXPO(ReloadChecks, Safeguards, OfflineToOnline, OffPolicyAlgorithm):
 
     def _setup_temperature(self) -> None:
         """The target entropy of the edits, and α: learned (log α with its optimiser) or fixed."""
-        action_dim = int(np.prod(self.action_space.shape))
+        action_dim = int(np.prod(self.action_space.shape)) * self.action_chunk  # an edit changes a whole chunk
         if self.target_entropy == "auto":
             self.target_entropy = -action_dim / 2 + action_dim * math.log(self.edit_scale)
         self.target_entropy = float(self.target_entropy)
@@ -301,7 +297,7 @@ class EXPO(ReloadChecks, Safeguards, OfflineToOnline, OffPolicyAlgorithm):
         """
         self.policy.set_training_mode(True)
         learning_rates = self._update_learning_rates()
-        all_batches = Minibatch.from_samples(self.policy, data)
+        all_batches = Minibatch.from_samples(self.policy, data, self.gamma)
         metrics = TrainMetrics()
         step = 0
         while step < gradient_steps:
@@ -364,7 +360,7 @@ class EXPO(ReloadChecks, Safeguards, OfflineToOnline, OffPolicyAlgorithm):
         """One Adam step of every critic on the same TD target, then the Polyak update of the target critics."""
         with th.no_grad():
             target, best = td_target(
-                self.critic_target, batch.next_obs, candidates, batch.rewards, batch.not_terminal, self.gamma,
+                self.critic_target, batch.next_obs, candidates, batch.rewards, batch.not_terminal, batch.discounts,
                 selection_subset, value_subset,
             )  # fmt: skip
         loss, q_values = critic_loss(self.critic, batch.obs, batch.actions, target)
@@ -412,6 +408,11 @@ class EXPO(ReloadChecks, Safeguards, OfflineToOnline, OffPolicyAlgorithm):
         with th.no_grad():
             self.log_ent_coef.clamp_(LOG_ENT_COEF_MIN, LOG_ENT_COEF_MAX)
         return {"ent_coef_loss": loss.detach()}
+
+    def _store_transition(self, replay_buffer: ReplayBuffer, *transition: Any) -> None:
+        """SB3's, and an env whose episode ended starts it with a new chunk (``action_chunk``: sb3_expo.open_loop)."""
+        super()._store_transition(replay_buffer, *transition)
+        self.policy.end_chunks(transition[3])  # (buffer_action, new_obs, reward, dones, infos)
 
     def _current_ent_coef(self) -> th.Tensor:
         return self.log_ent_coef.detach().exp() if self.log_ent_coef is not None else self.ent_coef_tensor

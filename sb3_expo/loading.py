@@ -24,7 +24,7 @@ from sb3_expo.validation import check_policy_options
 Path = str | pathlib.Path | io.BufferedIOBase
 
 # Options that shape (or scale) the saved networks: a load cannot change them.
-NETWORK_OPTIONS = ("n_critics", "n_base_samples", "edit_scale", "diffusion_steps")
+NETWORK_OPTIONS = ("n_critics", "n_base_samples", "edit_scale", "diffusion_steps", "action_chunk")
 # Options of the on-the-fly action only: a load applies them to the loaded policy.
 ACTING_OPTIONS = ("n_edit_samples", "critic_subset_size", "mixed_precision")
 # Options that live in the replay buffer too (replay_buffer_kwargs): a load passes them on to the new buffer.
@@ -136,6 +136,22 @@ def adopt_buffer(loaded: ReplayBuffer, like: OfflineMixingMixin) -> OfflineMixin
     return adopted
 
 
+def chunk_settings(buffer: Any) -> tuple[int, float | None]:
+    """What a buffer's samples are: chunks of ``action_chunk`` steps, discounted by ``gamma`` (one step: no discount)."""
+    horizon = getattr(buffer, "action_chunk", 1)
+    return horizon, getattr(buffer, "gamma", None) if horizon > 1 else None
+
+
+def check_chunk_settings_kept(model: Any, before: ReplayBuffer, path: Path) -> None:
+    """Refuse a buffer file that samples other chunks than the model learns on, keeping the model's buffer."""
+    if chunk_settings(model.replay_buffer) != chunk_settings(before):
+        loaded, model.replay_buffer = model.replay_buffer, before
+        raise ValueError(
+            f"The replay buffer {path} samples (action_chunk, gamma) = {chunk_settings(loaded)} and this model learns on "
+            f"{chunk_settings(before)}: its buffer was kept. Load it into a model with the file's action_chunk and gamma."
+        )
+
+
 class ReloadChecks:
     """``load``, ``save`` and ``load_replay_buffer`` that name what they cannot keep, and how to fix it; what is saved."""
 
@@ -196,6 +212,7 @@ class ReloadChecks:
         """
         before = self.replay_buffer
         super().load_replay_buffer(path, truncate_last_traj)  # type: ignore[misc]
+        check_chunk_settings_kept(self, before, path)
         if not isinstance(before, OfflineMixingMixin):
             return
         loaded = self.replay_buffer

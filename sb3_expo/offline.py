@@ -19,7 +19,8 @@ from stable_baselines3.common.type_aliases import MaybeCallback
 from stable_baselines3.common.utils import configure_logger
 
 from sb3_expo.buffers import DictOfflineReplayBuffer, OfflineMixingMixin, OfflineReplayBuffer
-from sb3_expo.checks import check_offline_batch_size, other_env_warning
+from sb3_expo.checks import check_image_observations, check_offline_batch_size, other_env_warning
+from sb3_expo.chunks import ChunkReplayBuffer, ChunkSamplingMixin, DictChunkReplayBuffer
 from sb3_expo.data import OfflineSource, RewardTransform, load_offline_dataset
 from sb3_expo.update import TrainMetrics, cosine_decay, set_learning_rate
 
@@ -66,6 +67,18 @@ def choose_replay_buffer_class(
     return replay_buffer_class
 
 
+def chunk_buffer_class(replay_buffer_class: type[ReplayBuffer] | None, observation_space: spaces.Space) -> type[ReplayBuffer]:
+    """A buffer that samples action chunks (:mod:`sb3_expo.chunks`): SB3's default becomes one, another must be one."""
+    if replay_buffer_class is None:
+        return DictChunkReplayBuffer if isinstance(observation_space, spaces.Dict) else ChunkReplayBuffer
+    if not issubclass(replay_buffer_class, ChunkSamplingMixin):
+        raise ValueError(
+            f"action_chunk > 1 needs a replay buffer that samples action chunks, and {replay_buffer_class.__name__} "
+            "samples single steps: leave replay_buffer_class unset, or pass one of sb3_expo.buffers' / sb3_expo.chunks'"
+        )
+    return replay_buffer_class
+
+
 class OfflineToOnline:
     """Offline data for an EXPO model: attach it (and re-attach it after loading a replay buffer), pretrain on it, and
     choose what the base imitates online."""
@@ -76,6 +89,23 @@ class OfflineToOnline:
         reason = other_env_warning(recorded_env_id, getattr(spec, "id", None))
         if reason is not None:
             warnings.warn(reason, stacklevel=4)
+
+    def _choose_replay_buffer(self) -> None:
+        """
+        The replay buffer class and its arguments, before SB3 builds it: the offline-mixing buffer where needed
+        (:func:`choose_replay_buffer_class`), chunks of ``action_chunk`` steps, the memory check of image observations.
+        """
+        reward_transform = RewardTransform(self.reward_scale, self.reward_shift)
+        self.replay_buffer_kwargs = dict(self.replay_buffer_kwargs)  # EXPO adds keys: the caller's dict stays as given
+        self.replay_buffer_class = choose_replay_buffer_class(
+            self.replay_buffer_class, self.replay_buffer_kwargs, self.observation_space,
+            self.offline_dataset is not None, self.offline_ratio, reward_transform,
+        )  # fmt: skip
+        if self.action_chunk > 1:
+            self.replay_buffer_class = chunk_buffer_class(self.replay_buffer_class, self.observation_space)
+            self.replay_buffer_kwargs.update(action_chunk=self.action_chunk, gamma=self.gamma)
+        self._report_buffer_options()
+        check_image_observations(self.observation_space, self.buffer_size, self.optimize_memory_usage, stacklevel=4)
 
     def _report_buffer_options(self) -> None:
         """``offline_ratio`` and the reward transform as the buffer uses them, where ``replay_buffer_kwargs`` set them."""

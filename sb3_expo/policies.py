@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+import numpy as np
 import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.policies import BasePolicy
@@ -33,6 +34,7 @@ from sb3_expo.bases import ActionSampler, check_action_sampler
 from sb3_expo.critics import CriticEnsemble, mlp_layers, random_subsets
 from sb3_expo.diffusion import DiffusionPolicy, xavier_uniform_
 from sb3_expo.flow import FlowPolicy
+from sb3_expo.open_loop import PendingChunks, act_in_chunks, chunked
 from sb3_expo.validation import check_policy_options
 
 
@@ -220,6 +222,8 @@ class ExpoPolicy(BasePolicy):
     :param n_edit_samples: K ≤ N, how many of the base samples are also edited
     :param critic_subset_size: size of the random subset of target critics whose minimum scores candidates
     :param mixed_precision: sample from the diffusion base (and its EMA) with the denoiser in bfloat16 autocast
+    :param action_chunk: h, actions per decision: the base, the edit actor and the critics work on chunks of ``h``
+        actions (flattened, ``h × action_dim``), and :meth:`predict` executes each chosen chunk over ``h`` calls
     :param features_extractor_class: parameter-free features extractor
     :param features_extractor_kwargs: its keyword arguments
     :param normalize_images: kept for SB3 compatibility
@@ -250,6 +254,7 @@ class ExpoPolicy(BasePolicy):
         n_edit_samples: int = 8,
         critic_subset_size: int = 2,
         mixed_precision: bool = False,
+        action_chunk: int = 1,
         features_extractor_class: type[BaseFeaturesExtractor] = FlattenExtractor,
         features_extractor_kwargs: dict[str, Any] | None = None,
         normalize_images: bool = True,
@@ -291,6 +296,8 @@ class ExpoPolicy(BasePolicy):
         self.denoiser_dropout = denoiser_dropout
         self.edit_dropout = edit_dropout
         self.mixed_precision = mixed_precision
+        self.action_chunk = action_chunk
+        self._pending: PendingChunks | None = None  # the rest of each env's chunk, between predict() calls
         self.base_optimizer_class = base_optimizer_class
         if base_optimizer_kwargs is None:
             base_optimizer_kwargs = {"weight_decay": 1e-4, **default_optimizer_kwargs(base_optimizer_class)}
@@ -307,7 +314,7 @@ class ExpoPolicy(BasePolicy):
                 f"observations); {type(self.features_extractor).__name__} has trainable parameters (image observations?)."
             )
         obs_dim = self.features_extractor.features_dim
-        action_dim = int(math.prod(self.action_space.shape))
+        action_dim = int(math.prod(self.action_space.shape)) * self.action_chunk  # a chunk is one action of h × A
         actor_arch, critic_arch = get_actor_critic_arch(self.net_arch)
 
         self.base = make_base(
@@ -346,6 +353,7 @@ class ExpoPolicy(BasePolicy):
             denoiser_dropout=self.denoiser_dropout,
             edit_dropout=self.edit_dropout,
             mixed_precision=self.mixed_precision,
+            action_chunk=self.action_chunk,
             lr_schedule=self._dummy_schedule,
             optimizer_class=self.optimizer_class,
             optimizer_kwargs=self.optimizer_kwargs,
@@ -449,6 +457,38 @@ class ExpoPolicy(BasePolicy):
             scores = self.score_candidates(obs_features, candidates, subset).min(dim=0).values
         best = scores.argmax(dim=1)
         return candidates[th.arange(candidates.shape[0], device=best.device), best]
+
+    def predict(
+        self,
+        observation: np.ndarray | dict[str, np.ndarray],
+        state: PendingChunks | None = None,
+        episode_start: np.ndarray | None = None,
+        deterministic: bool = False,
+    ) -> tuple[np.ndarray, PendingChunks | None]:
+        """
+        SB3's ``predict``. With ``action_chunk`` h > 1 each env executes its chosen chunk over h calls, open-loop, and
+        plans the next at the call after (:mod:`sb3_expo.open_loop`); a restarted episode plans at once. Given a
+        ``state`` or ``episode_start`` (SB3's ``evaluate_policy`` and rl-zoo's ``enjoy`` pass both), the pending
+        chunks travel in ``state``, as a recurrent policy's do; otherwise the policy keeps them (SB3's rollouts, a
+        plain loop) and :meth:`end_chunks` drops an env's chunk when its episode ends.
+        """
+        if self.action_chunk == 1:
+            return super().predict(observation, state, episode_start, deterministic)
+        carried = state is not None or episode_start is not None
+        plan = chunked(lambda obs: super(ExpoPolicy, self).predict(obs, deterministic=deterministic)[0],
+                       self.action_chunk, self.action_space.shape)  # fmt: skip
+        pending = state if carried else self._pending
+        actions, pending = act_in_chunks(
+            plan, observation, self.observation_space, pending, self.action_chunk, self.action_space.shape, episode_start
+        )
+        if not carried:
+            self._pending = pending
+        return actions, pending if carried else None
+
+    def end_chunks(self, dones: np.ndarray) -> None:
+        """The episodes of the envs where ``dones`` ended: their chunks are not continued into the next one."""
+        if self._pending is not None:
+            self._pending.restart(dones)
 
     def forward(self, obs: PyTorchObs, deterministic: bool = False) -> th.Tensor:
         return self._predict(obs, deterministic=deterministic)

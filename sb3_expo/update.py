@@ -21,7 +21,7 @@ def td_target(
     candidates: th.Tensor,
     rewards: th.Tensor,
     not_terminal: th.Tensor,
-    gamma: float,
+    gamma: float | th.Tensor,
     selection_subset: th.Tensor,
     value_subset: th.Tensor,
 ) -> tuple[th.Tensor, th.Tensor]:
@@ -38,7 +38,7 @@ def td_target(
     :param candidates: the OTF candidates at s' ``(B, C, action_dim)``
     :param rewards: ``(B,)``
     :param not_terminal: ``1 - terminated`` ``(B,)`` (truncation is not termination)
-    :param gamma: discount factor
+    :param gamma: discount factor, or per row ``(B,)`` (γ^j for an action chunk of j steps: the SMDP backup)
     :param selection_subset: critic indices that rank candidates
     :param value_subset: critic indices that value a*
     :return: the targets ``(B,)`` and the index of a* among the candidates ``(B,)``
@@ -66,22 +66,32 @@ def cosine_decay(step: int, decay_steps: int | None) -> float:
 
 @dataclass
 class Minibatch:
-    """One minibatch of an update, observations already through the features extractor."""
+    """
+    One minibatch of an update, observations already through the features extractor. ``discounts`` weighs the
+    bootstrap of each row: γ for a one-step transition, γ^j for an action chunk that lasted j steps
+    (:mod:`sb3_expo.chunks`).
+    """
 
     obs: th.Tensor
     actions: th.Tensor
     rewards: th.Tensor
     not_terminal: th.Tensor
     next_obs: th.Tensor
+    discounts: th.Tensor
 
     @classmethod
-    def from_samples(cls, policy: BasePolicy, data: ReplayBufferSamples) -> "Minibatch":
-        """The minibatch of one-step transitions; n-step samples (their ``discounts``) are refused, not dropped."""
-        if getattr(data, "discounts", None) is not None:
+    def from_samples(cls, policy: BasePolicy, data: ReplayBufferSamples, gamma: float) -> "Minibatch":
+        """
+        The minibatch of a replay sample: one-step transitions (discount ``gamma``), or action chunks with their own
+        ``discounts``. SB3's n-step samples are refused, not taken for chunks: their actions are single steps.
+        """
+        discounts = getattr(data, "discounts", None)
+        if discounts is not None and getattr(policy, "action_chunk", 1) == 1:
             raise ValueError(
-                "EXPO's TD target is one-step (r + γ·Q): n-step replay buffers (SB3's NStepReplayBuffer, samples with "
-                "discounts) are not supported. Leave replay_buffer_class unset."
+                "EXPO's TD target is one-step (r + γ·Q) unless it acts in chunks (action_chunk): n-step replay buffers "
+                "(SB3's NStepReplayBuffer, samples with discounts) are not supported. Leave replay_buffer_class unset."
             )
+        discounts = th.full_like(data.rewards.flatten(), gamma) if discounts is None else discounts.flatten()
         features = policy.features_extractor
         return cls(
             policy.extract_features(data.observations, features),
@@ -89,6 +99,7 @@ class Minibatch:
             data.rewards.flatten(),
             1.0 - data.dones.flatten(),
             policy.extract_features(data.next_observations, features),
+            discounts,
         )
 
     def rows(self, start: int, end: int) -> "Minibatch":

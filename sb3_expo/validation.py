@@ -153,5 +153,6 @@ def check_policy_options(options: dict[str, Any]) -> None:
     check_int("denoiser_blocks", options["denoiser_blocks"], 0)
     check_number("denoiser_dropout", options["denoiser_dropout"], 0.0, 1.0, high_open=True)
     check_number("edit_dropout", options["edit_dropout"], 0.0, 1.0, high_open=True)
+    check_int("action_chunk (h)", options["action_chunk"], 1, " (actions per decision; 1: one action at a time)")
     if not isinstance(options["mixed_precision"], bool):
         raise TypeError(f"mixed_precision must be True or False, got {options['mixed_precision']!r}")
