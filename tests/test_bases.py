@@ -86,3 +86,17 @@ def test_a_wrong_base_is_refused_with_its_reason(tiny_kwargs):
 
     with pytest.raises(TypeError, match="NoSampler is no ActionSampler"):
         EXPO("MlpPolicy", "Pendulum-v1", **flow_kwargs(tiny_kwargs, base_policy=NoSampler))
+
+
+def test_the_custom_base_example_runs(monkeypatch, capsys):
+    """examples/custom_base.py, the documented way to plug in one's own base, at a few hundred steps."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "examples" / "custom_base.py"
+    spec = importlib.util.spec_from_file_location("custom_base", path)
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    monkeypatch.setattr("sys.argv", ["custom_base.py", "--steps", "260"])
+    example.main()
+    assert "base: GaussianBase, 1 network pass per sample" in capsys.readouterr().out
