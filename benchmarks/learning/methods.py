@@ -9,6 +9,8 @@ symmetric sampling, rewards shifted by the task's ``reward_shift``), the same ba
   actor on the same data (``pretrain(..., critic=True)``), then online learning.
 - ``expo-o2o-base``: the paper's offline-to-online: only the base policy pretrained; critics and edit actor
   start fresh online (the ablation of the critic pretraining).
+- ``expo-o2o-flow``, ``expo-o2o-chunk4``: ``expo-o2o`` with the flow base (its default Euler steps), or acting and
+  learning in chunks of 4 actions (docs/algorithm.md, "Beyond the paper").
 - ``expo-online``: EXPO with the offline data in its buffer from the start, no pretraining.
 - ``rlpd``: RLPD (:class:`sb3_expo.rlpd.RLPD`) with EXPO's ensemble size and subset size, the actor and the
   temperature updated after every critic update (SAC's schedule).
@@ -75,8 +77,9 @@ def make_expo(
 ) -> EXPO:
     """EXPO at the task's compute size (``task.expo``), with its default recipe unless ``settings`` say otherwise."""
     kwargs = common_kwargs(task, env, seed, device, buffer_size)
-    expo = {**task.expo, **settings}
-    kwargs["policy_kwargs"].update(expo.pop("policy_kwargs", {}))
+    expo = {**task.expo, **settings}  # policy_kwargs of both: the task's sizes and the method's own (its base policy)
+    expo.pop("policy_kwargs", None)
+    kwargs["policy_kwargs"].update({**task.expo.get("policy_kwargs", {}), **settings.get("policy_kwargs", {})})
     # The buffer above already shifts rewards, so EXPO's own reward_shift stays 0.
     return EXPO(offline_dataset=data, **kwargs, **expo)
 
@@ -163,6 +166,9 @@ METHODS: dict[str, Method] = {
         Method("expo-o2o-tau-0.02", EXPO, expo_o2o(tau=0.02)),
         Method("expo-o2o-edit-0.7", EXPO, expo_o2o(edit_scale=0.7)),  # the default before edit_scale="auto"
         Method("expo-paper-edit-0.7", EXPO, expo_o2o(critic_steps=0, base_imitates="all", edit_scale=0.7)),
+        # beyond the paper (docs/algorithm.md): the flow base, and action chunks of 4 steps, each with the defaults
+        Method("expo-o2o-flow", EXPO, expo_o2o(policy_kwargs=dict(base_policy="flow"))),
+        Method("expo-o2o-chunk4", EXPO, expo_o2o(action_chunk=4)),
         Method("rlpd", RLPD, make_rlpd),
         Method("rlpd-delayed", RLPD, make_rlpd_delayed),
         Method("bc", EXPO, expo_o2o(critic_steps=0), learns_online=False, actor=BasePolicyActor),
