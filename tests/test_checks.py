@@ -123,7 +123,7 @@ def test_n_step_samples_are_refused_not_silently_one_step():
     rows = th.zeros(4, 3)
     samples = ReplayBufferSamples(rows, th.zeros(4, 1), rows, th.zeros(4, 1), th.zeros(4, 1), th.full((4, 1), 0.9))
     with pytest.raises(ValueError, match="n-step"):
-        Minibatch.from_samples(None, samples)
+        Minibatch.from_samples(None, samples, gamma=0.99)
 
 
 @pytest.mark.parametrize(
