@@ -1,12 +1,15 @@
 """
-Checks that stop or warn early, with the reason: a non-finite loss before the optimiser step that it
-would corrupt, and configurations that silently waste data or memory (EXPO's argument checks call them).
+Checks that stop or warn early, with the reason. The one home of the finite checks of a run: a non-finite loss before
+the optimiser step that it would corrupt, the losses of an update block, a non-finite env step before it enters the
+replay buffer (the offline data is checked where it is loaded: :mod:`sb3_expo.data.transitions`); and configurations
+that silently waste data or memory (EXPO's argument checks call them).
 """
 
 import math
 import re
 import warnings
 from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 import torch as th
@@ -166,3 +169,66 @@ def other_env_warning(recorded_env_id: str | None, env_id: str | None) -> str | 
         "match, the task may not. If the data is meant for this env (a wrapper, a relabelled copy), ignore this; "
         "otherwise pass the dataset recorded on this env."
     )
+
+
+def check_finite_losses(logged: dict[str, float], n_updates: int, prefix: str = "train") -> None:
+    """Stop with a clear error when a loss became NaN or inf (``prefix``: the losses' log namespace)."""
+    for name in ("critic_loss", "base_loss", "actor_loss", "ent_coef_loss"):
+        if name in logged and not math.isfinite(logged[name]):
+            raise FloatingPointError(
+                f"EXPO: {prefix}/{name} became {logged[name]} after {n_updates} critic updates. The optimiser steps on "
+                "non-finite losses were skipped, so the model in memory is the last good one (save() and "
+                "save_replay_buffer() still work). The usual causes are NaN/inf in the offline data, unnormalised inputs of "
+                "huge magnitude (try VecNormalize or a smaller learning_rate) or a reward_scale that makes Q-values overflow."
+            )
+
+
+def check_finite_base_loss(base_loss: float, n_base_updates: int) -> None:
+    """Stop pretraining with a clear error when the imitation loss became NaN or inf."""
+    if not math.isfinite(base_loss):
+        raise FloatingPointError(
+            f"EXPO: pretrain/base_loss became {base_loss} after {n_base_updates} steps: check the offline "
+            "data for NaN/inf or huge observations, or lower the learning_rate."
+        )
+
+
+def _finite(observation: Any) -> bool:
+    values = observation.values() if isinstance(observation, dict) else [observation]
+    return all(np.isfinite(value).all() for value in values)
+
+
+def non_finite_part(
+    last_obs: Any, new_obs: Any, reward: np.ndarray, dones: np.ndarray, infos: list[dict[str, Any]]
+) -> str | None:
+    """
+    What of a transition about to be stored is NaN/inf, or None. SB3 stores ``last_obs`` (the first one of a run is
+    the env's reset), the reward, and as next observation ``new_obs`` or, where an episode ended, the info's
+    ``terminal_observation``: all three enter the buffer, so all are checked.
+    """
+    if last_obs is not None and not _finite(last_obs):
+        return "observation (the reset observation the episode started from)"
+    if not np.isfinite(reward).all():
+        return "reward"
+    if not _finite(new_obs):
+        return "observation"
+    for index in np.flatnonzero(dones):
+        terminal = infos[index].get("terminal_observation")
+        if terminal is not None and not _finite(terminal):
+            return f"observation (the last one of an episode of env {index}: info['terminal_observation'])"
+    return None
+
+
+def non_finite_error(what: str, env_step: int, env_name: str = "The env") -> ValueError:
+    """The error for a non-finite part of a transition: what it was, when, from which env, and how to go on."""
+    return ValueError(
+        f"{env_name} returned a non-finite {what} at env step {env_step}. It was not stored: the replay buffer and the "
+        "model are unchanged. Fix the env (or clip/normalise its output) and continue with model.set_env(env) and "
+        "model.learn(..., reset_num_timesteps=False)."
+    )
+
+
+def check_finite_env_step(reward: np.ndarray, new_obs: np.ndarray | dict[str, np.ndarray], env_step: int) -> None:
+    """Refuse a non-finite reward or observation before it enters the replay buffer (it would poison every batch)."""
+    what = non_finite_part(None, new_obs, reward, np.zeros(len(reward), dtype=bool), [])
+    if what is not None:
+        raise non_finite_error(what, env_step)

@@ -15,6 +15,7 @@ from stable_baselines3.common.type_aliases import GymEnv, ReplayBufferSamples, S
 from stable_baselines3.common.utils import polyak_update
 
 from sb3_expo.acceleration import UpdateSteps, accelerate
+from sb3_expo.checks import check_finite_losses
 from sb3_expo.critics import random_subsets
 from sb3_expo.data import OfflineSource, OfflineTransitions
 from sb3_expo.loading import ReloadChecks
@@ -24,7 +25,6 @@ from sb3_expo.safeguards import Safeguards
 from sb3_expo.update import (
     Minibatch,
     TrainMetrics,
-    check_finite_losses,
     cosine_decay,
     critic_loss,
     guarded_step,

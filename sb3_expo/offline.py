@@ -19,7 +19,7 @@ from stable_baselines3.common.type_aliases import MaybeCallback
 from stable_baselines3.common.utils import configure_logger
 
 from sb3_expo.buffers import DictOfflineReplayBuffer, OfflineMixingMixin, OfflineReplayBuffer
-from sb3_expo.checks import check_image_observations, check_offline_batch_size, other_env_warning
+from sb3_expo.checks import check_finite_base_loss, check_image_observations, check_offline_batch_size, other_env_warning
 from sb3_expo.chunks import ChunkReplayBuffer, ChunkSamplingMixin, DictChunkReplayBuffer
 from sb3_expo.data import OfflineSource, RewardTransform, load_offline_dataset
 from sb3_expo.update import TrainMetrics, cosine_decay, set_learning_rate
@@ -264,11 +264,7 @@ class OfflineToOnline:
                 losses = []
 
     def _log_pretraining(self, base_loss: float) -> None:
-        if not math.isfinite(base_loss):
-            raise FloatingPointError(
-                f"EXPO: pretrain/base_loss became {base_loss} after {self._n_base_updates} steps: check the offline "
-                "data for NaN/inf or huge observations, or lower the learning_rate."
-            )
+        check_finite_base_loss(base_loss, self._n_base_updates)
         self.logger.record("pretrain/base_loss", base_loss)
         self.logger.record("pretrain/base_learning_rate", self.base.optimizer.param_groups[0]["lr"])
         self.logger.record("pretrain/n_base_updates", self._n_base_updates, exclude="tensorboard")

@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 from stable_baselines3.common.buffers import ReplayBuffer
 
+from sb3_expo.checks import non_finite_error, non_finite_part
+
 # A temporary file or folder of a save is stale (left by a killed save) once its process is gone and it has not been
 # written to for this long, or after a day whatever its process id says (it may be another machine's).
 STALE_AFTER_S, STALE_ANYWAY_AFTER_S = 60.0, 86400.0
@@ -99,11 +101,6 @@ def write_atomically(
         temporary.unlink(missing_ok=True)
 
 
-def _finite(observation: Any) -> bool:
-    values = observation.values() if isinstance(observation, dict) else [observation]
-    return all(np.isfinite(value).all() for value in values)
-
-
 def describe_env(env: Any) -> str:
     """The env for a message: its gymnasium repr (``<TimeLimit<PendulumEnv<Pendulum-v1>>>``), else its id or class."""
     inner = env
@@ -116,43 +113,6 @@ def describe_env(env: Any) -> str:
     except (AttributeError, IndexError):
         spec = None
     return spec.id if spec is not None else type(inner).__name__
-
-
-def non_finite_part(
-    last_obs: Any, new_obs: Any, reward: np.ndarray, dones: np.ndarray, infos: list[dict[str, Any]]
-) -> str | None:
-    """
-    What of a transition about to be stored is NaN/inf, or None. SB3 stores ``last_obs`` (the first one of a run is
-    the env's reset), the reward, and as next observation ``new_obs`` or, where an episode ended, the info's
-    ``terminal_observation``: all three enter the buffer, so all are checked.
-    """
-    if last_obs is not None and not _finite(last_obs):
-        return "observation (the reset observation the episode started from)"
-    if not np.isfinite(reward).all():
-        return "reward"
-    if not _finite(new_obs):
-        return "observation"
-    for index in np.flatnonzero(dones):
-        terminal = infos[index].get("terminal_observation")
-        if terminal is not None and not _finite(terminal):
-            return f"observation (the last one of an episode of env {index}: info['terminal_observation'])"
-    return None
-
-
-def non_finite_error(what: str, env_step: int, env_name: str = "The env") -> ValueError:
-    """The error for a non-finite part of a transition: what it was, when, from which env, and how to go on."""
-    return ValueError(
-        f"{env_name} returned a non-finite {what} at env step {env_step}. It was not stored: the replay buffer and the "
-        "model are unchanged. Fix the env (or clip/normalise its output) and continue with model.set_env(env) and "
-        "model.learn(..., reset_num_timesteps=False)."
-    )
-
-
-def check_finite_env_step(reward: np.ndarray, new_obs: np.ndarray | dict[str, np.ndarray], env_step: int) -> None:
-    """Refuse a non-finite reward or observation before it enters the replay buffer (it would poison every batch)."""
-    what = non_finite_part(None, new_obs, reward, np.zeros(len(reward), dtype=bool), [])
-    if what is not None:
-        raise non_finite_error(what, env_step)
 
 
 class Safeguards:

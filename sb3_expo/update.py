@@ -164,15 +164,3 @@ def set_learning_rate(optimizer: th.optim.Optimizer, learning_rate: float) -> No
     update_learning_rate(optimizer, learning_rate)
     if hasattr(optimizer, "graph_adam"):
         optimizer.graph_adam.lr.fill_(learning_rate)
-
-
-def check_finite_losses(logged: dict[str, float], n_updates: int, prefix: str = "train") -> None:
-    """Stop with a clear error when a loss became NaN or inf (``prefix``: the losses' log namespace)."""
-    for name in ("critic_loss", "base_loss", "actor_loss", "ent_coef_loss"):
-        if name in logged and not math.isfinite(logged[name]):
-            raise FloatingPointError(
-                f"EXPO: {prefix}/{name} became {logged[name]} after {n_updates} critic updates. The optimiser steps on "
-                "non-finite losses were skipped, so the model in memory is the last good one (save() and "
-                "save_replay_buffer() still work). The usual causes are NaN/inf in the offline data, unnormalised inputs of "
-                "huge magnitude (try VecNormalize or a smaller learning_rate) or a reward_scale that makes Q-values overflow."
-            )
