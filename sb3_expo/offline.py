@@ -22,7 +22,7 @@ from sb3_expo.buffers import DictOfflineReplayBuffer, OfflineMixingMixin, Offlin
 from sb3_expo.checks import check_finite_base_loss, check_image_observations, check_offline_batch_size, other_env_warning
 from sb3_expo.chunks import ChunkReplayBuffer, ChunkSamplingMixin, DictChunkReplayBuffer
 from sb3_expo.data import OfflineSource, RewardTransform, load_offline_dataset
-from sb3_expo.update import TrainMetrics, cosine_decay, set_learning_rate
+from sb3_expo.update import TrainMetrics
 
 SelfOfflineToOnline = TypeVar("SelfOfflineToOnline", bound="OfflineToOnline")
 
@@ -251,9 +251,7 @@ class OfflineToOnline:
         self.policy.set_training_mode(True)
         losses = []
         for step in steps:
-            # The learning rate follows its schedule at every step, as the reference's optax schedule does.
-            decay = cosine_decay(self._n_base_updates, self.policy_lr_decay_steps)
-            set_learning_rate(self.base.optimizer, self.lr_schedule(self._current_progress_remaining) * decay)
+            self._update_learning_rates()  # at every step, as the reference's optax schedule does (the base's decays)
             data = self.replay_buffer.sample_offline(batch_size, self._vec_normalize_env)
             obs = self.policy.extract_features(data.observations, self.policy.features_extractor)  # imitation needs no s'
             losses.append(self.steps.base_step(obs, data.actions)["base_loss"])
