@@ -128,7 +128,7 @@ class FlowPolicy(nn.Module):
         # Set by ExpoPolicy: bf16 autocast of the network while sampling.
         self.mixed_precision = False
 
-    default_steps = 4  # measured: docs/algorithm.md, "The flow base"
+    default_steps = 2  # measured: docs/algorithm.md, "Beyond the paper" (imitation per step count, speed)
 
     def noise_draws(self) -> int:
         """One: the starting point x_0; the integration itself draws nothing (the DDPM takes T draws)."""
