@@ -20,8 +20,9 @@ def main() -> None:
     tree, config_name, calls = sys.argv[1], sys.argv[2], int(sys.argv[3])
     th.set_num_threads(1)
     sys.path[:0] = [tree, f"{tree}/benchmarks"]  # that tree's sb3_expo and speed.py, ahead of the installed one
-    import sb3_expo
     from speed import CONFIGS, fill, make_expo
+
+    import sb3_expo
 
     assert sb3_expo.__file__.startswith(tree), sb3_expo.__file__
     config = CONFIGS[config_name]
