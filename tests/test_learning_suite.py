@@ -152,3 +152,7 @@ def test_summary_checks_that_fine_tuning_holds_and_compares_with_rlpd():
     cut = report.group(rows("expo-paper", 0, (0.8, 0.2, 0.0)) + rows("rlpd", 0, (0.0, 0.0, 0.6))[:2])
     line = next(line for line in report.summary(cut, {"t": "held-out"}) if "expo-paper" in line)
     assert line.endswith("| ahead at 1000 |")
+    # Both at 0 everywhere (a task nobody solves yet): tied, not behind
+    zeros = report.group(rows("expo-o2o", 0, (0.0, 0.0, 0.0)) + rows("rlpd", 0, (0.0, 0.0, 0.0)))
+    line = next(line for line in report.summary(zeros, {"t": "tuning"}) if "expo-o2o" in line)
+    assert line.endswith("| tied at 2000 |")

@@ -180,7 +180,7 @@ def summary(results: Results, split: dict[str, str]) -> list[str]:
 
 def _versus(seeds: dict[int, dict[int, Row]], rlpd: dict[int, dict[int, Row]]) -> str:
     """
-    ``ahead`` / ``behind`` RLPD at equal env steps: both curves cut at the last step that every seed of both reached
+    ``ahead`` / ``behind`` / ``tied`` (every figure equal, e.g. both at 0) RLPD at equal env steps: both curves cut at the last step that every seed of both reached
     (unfinished jobs compare fairly), then final success or area ahead in either evaluation mode. The step is shown.
     """
     common = min(max(by_step) for runs in (seeds, rlpd) for by_step in runs.values())
@@ -189,8 +189,10 @@ def _versus(seeds: dict[int, dict[int, Row]], rlpd: dict[int, dict[int, Row]]) -
         cut = [{step: row for step, row in by_step.items() if step <= common} for by_step in runs.values()]
         return np.mean([final_and_auc(by_step, metric) for by_step in cut], axis=0)
 
-    ahead = any(means(seeds, metric)[i] > means(rlpd, metric)[i] for metric in METRICS for i in (1, 2))
-    return f"{'ahead' if ahead else 'behind'} at {common}"
+    pairs = [(means(seeds, metric)[i], means(rlpd, metric)[i]) for metric in METRICS for i in (1, 2)]
+    if any(ours > theirs for ours, theirs in pairs):
+        return f"ahead at {common}"
+    return f"{'tied' if all(ours == theirs for ours, theirs in pairs) else 'behind'} at {common}"
 
 
 def _holds(seeds: dict[int, dict[int, Row]], metric: str, mean: tuple[float, float, float]) -> bool:
