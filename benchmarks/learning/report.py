@@ -180,8 +180,9 @@ def summary(results: Results, split: dict[str, str]) -> list[str]:
 
 def _versus(seeds: dict[int, dict[int, Row]], rlpd: dict[int, dict[int, Row]]) -> str:
     """
-    ``ahead`` / ``behind`` / ``tied`` (every figure equal, e.g. both at 0) RLPD at equal env steps: both curves cut at the last step that every seed of both reached
-    (unfinished jobs compare fairly), then final success or area ahead in either evaluation mode. The step is shown.
+    ``ahead`` / ``behind`` / ``tied`` (every figure equal, e.g. both at 0) RLPD at equal env steps: both curves cut
+    at the last step that every seed of both reached (unfinished jobs compare fairly), then final success or area
+    ahead in either evaluation mode. The step is shown.
     """
     common = min(max(by_step) for runs in (seeds, rlpd) for by_step in runs.values())
 
