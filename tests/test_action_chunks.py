@@ -139,3 +139,18 @@ def test_bad_chunk_settings_are_refused(tiny_kwargs):
         chunk_model(tiny_kwargs, action_chunk=0)
     with pytest.raises(ValueError, match="samples single steps"):
         chunk_model(tiny_kwargs, replay_buffer_class=ReplayBuffer)
+
+
+def test_one_step_samples_bootstrap_with_gamma_bit_for_bit(tiny_kwargs):
+    """h = 1 keeps today's numbers: per-row discounts of γ give exactly the target of the scalar γ (th.equal)."""
+    model = EXPO("MlpPolicy", "Pendulum-v1", **{**tiny_kwargs, "learning_starts": 0})
+    model.learn(40)
+    data = model.replay_buffer.sample(16)
+    batch = Minibatch.from_samples(model.policy, data, model.gamma)
+    assert th.equal(batch.discounts, th.full((16,), model.gamma))
+    candidates, members = th.rand(16, 4, 1) * 2 - 1, th.arange(model.n_critics)
+    args = (model.critic_target, batch.next_obs, candidates, batch.rewards, batch.not_terminal)
+    with th.no_grad():
+        per_row, _ = td_target(*args, batch.discounts, members, members)
+        scalar, _ = td_target(*args, model.gamma, members, members)
+    assert th.equal(per_row, scalar)
