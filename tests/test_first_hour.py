@@ -115,6 +115,17 @@ def test_deterministic_predict_gives_one_action_per_observation(tiny_kwargs, tmp
     np.testing.assert_array_equal(loaded.predict(obs, deterministic=True)[0], batch)
 
 
+def test_deterministic_draws_are_each_states_own(tiny_kwargs):
+    """Shared draws made the same error at every state (docs/algorithm.md): each state gets its own fixed draws."""
+    policy = tiny_model(tiny_kwargs).policy
+    states = th.tensor([[0.1, 0.2, 0.3], [0.1, 0.2, 0.3], [0.3, 0.2, 0.1]])
+    noise = policy.fixed_noise(states)
+    n, k = policy.n_base_samples, policy.n_edit_samples
+    assert th.equal(noise.base[:, :n], noise.base[:, n : 2 * n]) and th.equal(noise.edit[:k], noise.edit[k : 2 * k])
+    assert not th.equal(noise.base[:, :n], noise.base[:, 2 * n :]) and not th.equal(noise.edit[:k], noise.edit[2 * k :])
+    assert th.equal(policy.fixed_noise(states[2:]).base, noise.base[:, 2 * n :])  # the same alone as in a batch
+
+
 def test_stochastic_predict_still_varies(tiny_kwargs):
     model = tiny_model(tiny_kwargs)
     obs = np.zeros(3, dtype=np.float32)
