@@ -84,8 +84,16 @@ def check_update_schedule(gradient_steps: int, policy_delay: int, base_ema_rate:
 
 
 def _read_from_policy(name: str) -> property:
-    """``name`` read back from the policy that owns it (from ``policy_kwargs`` before the policy is built)."""
-    read = lambda self: getattr(self.policy, name) if hasattr(self, "policy") else self.policy_kwargs[name]  # noqa: E731
+    """
+    ``name`` read back from the policy that owns it; before the policy is built, from ``policy_kwargs``, or the
+    policy's default for an option that a model saved before it existed does not hold.
+    """
+
+    def read(self: "EXPO") -> Any:
+        if hasattr(self, "policy"):
+            return getattr(self.policy, name)
+        return self.policy_kwargs[name] if name in self.policy_kwargs else policy_option_defaults((name,))[name]
+
     return property(read, doc=f"``{name}``, read back from the policy (its one home)")
 
 

@@ -154,3 +154,14 @@ def test_one_step_samples_bootstrap_with_gamma_bit_for_bit(tiny_kwargs):
         per_row, _ = td_target(*args, batch.discounts, members, members)
         scalar, _ = td_target(*args, model.gamma, members, members)
     assert th.equal(per_row, scalar)
+
+
+def test_a_model_saved_before_the_new_options_existed_loads(tiny_kwargs, tmp_path):
+    """A zip whose policy_kwargs lack action_chunk and base_policy (saved by an earlier version) loads with the defaults."""
+    model = EXPO("MlpPolicy", "Pendulum-v1", **tiny_kwargs)
+    for name in ("action_chunk", "base_policy"):
+        model.policy_kwargs.pop(name, None)
+    model.save(tmp_path / "old.zip")
+    loaded = EXPO.load(tmp_path / "old.zip", env=gym.make("Pendulum-v1"))
+    assert loaded.action_chunk == 1 and loaded.policy.base_policy == "ddpm"
+    loaded.learn(60)
