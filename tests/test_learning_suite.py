@@ -4,9 +4,11 @@ import csv
 import json
 
 import pytest
+import torch as th
 
 from benchmarks.learning import methods, report, run
 from benchmarks.learning.tasks import TASKS, Task, register_task
+from sb3_expo import EXPO
 from sb3_expo.tasks.pointmaze import build_pointmaze_dataset, make_pointmaze_env
 
 TASK = "tiny-pointmaze"
@@ -156,3 +158,32 @@ def test_summary_checks_that_fine_tuning_holds_and_compares_with_rlpd():
     zeros = report.group(rows("expo-o2o", 0, (0.0, 0.0, 0.0)) + rows("rlpd", 0, (0.0, 0.0, 0.0)))
     line = next(line for line in report.summary(zeros, {"t": "tuning"}) if "expo-o2o" in line)
     assert line.endswith("| tied at 2000 |")
+
+
+def test_reevaluation_rebuilds_the_jobs_step_0_model_and_reads_its_final_checkpoint(tiny_task, tmp_path):
+    """Same code, same evaluation: the rebuilt step 0 and the final checkpoint give the rows the job wrote."""
+    from benchmarks.learning import reevaluate
+
+    run.run_job(run.Job(TASK, "expo-o2o", 0), tmp_path)
+    directory = job_dir(tmp_path, "expo-o2o")
+    written = read_csv(directory / "rows.csv")
+    again = reevaluate.reevaluate_job(directory)
+    assert [row["env_steps"] for row in again] == [0, 100]
+    for step, row in zip((0, -1), again, strict=True):
+        for key in ("success_rate", "success_rate_deterministic", "return", "return_deterministic"):
+            assert float(written[step][key]) == pytest.approx(row[key]), key
+    reevaluate.write_summary(tmp_path)
+    assert f"| {TASK} |" in (tmp_path / "reevaluated.md").read_text()
+
+    # The rebuilt step-0 model is the job's own, weight for weight (a job stopped before its first online step
+    # keeps it as its checkpoint)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(EXPO, "learn", lambda *args, **kwargs: (_ for _ in ()).throw(KeyboardInterrupt))
+        with pytest.raises(KeyboardInterrupt):
+            run.run_job(run.Job(TASK, "expo-o2o", 1), tmp_path)
+    task, method = tiny_task, methods.get_method("expo-o2o")
+    data, env = methods.load_offline(task), task.make_env()
+    saved, _ = run.load_checkpoint(run.latest_checkpoint(job_dir(tmp_path, "expo-o2o", 1)), method, env, "cpu", data)
+    rebuilt = method.make(task, env, 1, "cpu", task.online_steps, data)
+    for (name, value), rebuilt_value in zip(saved.policy.state_dict().items(), rebuilt.policy.state_dict().values()):
+        assert th.equal(value, rebuilt_value), name

@@ -35,10 +35,13 @@ Row = dict[str, float | int | str]
 Results = dict[str, dict[str, dict[int, dict[int, Row]]]]
 
 
-def read_rows(out: Path) -> list[Row]:
-    """Every row of every job under ``out/jobs``, typed, sorted by task, method, seed and env steps."""
+def read_rows(out: Path, file_name: str = "rows.csv") -> list[Row]:
+    """
+    Every row of every job under ``out/jobs``, typed, sorted by task, method, seed and env steps (``file_name``: the
+    rows of another evaluation, as :mod:`benchmarks.learning.reevaluate` writes them).
+    """
     rows: list[Row] = []
-    for path in sorted(out.glob("jobs/*/rows.csv")):
+    for path in sorted(out.glob(f"jobs/*/{file_name}")):
         with path.open(newline="") as file:
             for row in csv.DictReader(file):
                 rows.append(
