@@ -20,6 +20,7 @@ import argparse
 import csv
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import torch as th
 from stable_baselines3.common.monitor import Monitor
@@ -38,14 +39,17 @@ def reevaluate_job(directory: Path, device: str = "cpu") -> list[dict]:
     job = Job.from_name(directory.name)
     task, method = get_task(job.task), get_method(job.method)
     data, env = load_offline(task), task.make_env()
-    models = [method.make(task, env, job.seed, device, task.online_steps, data)]  # step 0, as run_job builds it
+
+    def evaluated(model: Any) -> dict:
+        metrics = evaluate(method.actor(model), Monitor(task.make_env()), task, job.seed)
+        return {**asdict(job), "env_steps": model.num_timesteps, **metrics, "wall_s": 0.0}
+
+    # Step 0 first, right after its model is built, as run_job does: loading a checkpoint reseeds the global random
+    # generators, and the stochastic evaluation draws from them
+    rows = [evaluated(method.make(task, env, job.seed, device, task.online_steps, data))]
     checkpoint = latest_checkpoint(directory)
     if method.learns_online and checkpoint is not None:
-        models.append(load_checkpoint(checkpoint, method, env, device, data)[0])
-    rows = []
-    for model in models:
-        metrics = evaluate(method.actor(model), Monitor(task.make_env()), task, job.seed)
-        rows.append({**asdict(job), "env_steps": model.num_timesteps, **metrics, "wall_s": 0.0})
+        rows.append(evaluated(load_checkpoint(checkpoint, method, env, device, data)[0]))
     with (directory / REEVALUATED).open("w", newline="") as file:
         writer = csv.DictWriter(file, fieldnames=COLUMNS)
         writer.writeheader()
