@@ -73,6 +73,8 @@ def write_summary(out: Path) -> None:
     text = [
         "# The grid's finished jobs, evaluated again at step 0 and at the end (benchmarks/learning/reevaluate.py)",
         "",
+        "Two points per job, so the AUC column only joins step 0 and the end; the curves are in results.md.",
+        "",
         *report.summary(report.group(rows), split),
     ]
     (out / "reevaluated.md").write_text("\n".join(text))
