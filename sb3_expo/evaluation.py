@@ -9,7 +9,7 @@ import numpy as np
 import torch as th
 from stable_baselines3.common.callbacks import BaseCallback
 
-from sb3_expo.open_loop import PendingChunks, act_in_chunks, chunked
+from sb3_expo.open_loop import OpenLoop
 
 
 def evaluate_success_rate(model: Any, env: gym.Env, n_episodes: int = 20, deterministic: bool = True) -> float:
@@ -57,7 +57,7 @@ class BasePolicyActor:
 
     def __init__(self, model: Any):
         self.policy = model.policy
-        self._pending: PendingChunks | None = None  # with action chunks: the rest of each env's chunk
+        self.open_loop = OpenLoop(model.policy.action_chunk, model.policy.observation_space, model.policy.action_space.shape)
 
     def predict(
         self, observation: Any, state: Any = None, episode_start: Any = None, deterministic: bool = False
@@ -67,18 +67,9 @@ class BasePolicyActor:
         ``action_chunk`` h > 1 the sample is a chunk, executed over h calls as the model's policy does
         (:meth:`sb3_expo.policies.ExpoPolicy.predict`).
         """
-        policy, horizon = self.policy, self.policy.action_chunk
-        if horizon == 1:
+        if self.policy.action_chunk == 1:
             return self._sample(observation), state
-        carried = state is not None or episode_start is not None
-        plan = chunked(self._sample, horizon, policy.action_space.shape)
-        actions, pending = act_in_chunks(
-            plan, observation, policy.observation_space, state if carried else self._pending, horizon,
-            policy.action_space.shape, episode_start,
-        )  # fmt: skip
-        if not carried:
-            self._pending = pending
-        return actions, pending if carried else None
+        return self.open_loop.predict(self._sample, observation, state, episode_start)
 
     def _sample(self, observation: Any) -> np.ndarray:
         policy = self.policy
@@ -88,7 +79,7 @@ class BasePolicyActor:
             features = policy.extract_features(obs_tensor, policy.features_extractor)
             actions = policy.base_ema.sample(features).cpu().numpy()
         actions = policy.unscale_action(actions.reshape((-1, *policy.action_space.shape)))
-        return actions if vectorized or policy.action_chunk > 1 else actions[0]
+        return actions if vectorized else actions[0]
 
 
 class ForgettingMonitor(BaseCallback):

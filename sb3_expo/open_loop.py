@@ -4,13 +4,13 @@ Acting in action chunks: a policy that plans ``h`` actions at once executes them
 SB3 steps an env one action at a time and asks the policy for each one (``predict``). A chunked policy answers from
 the chunk it planned last and plans a new one only when that chunk is spent, or when the env's episode restarted (a
 chunk never runs on into the next episode). :class:`PendingChunks` is what has to be remembered between the calls:
-the rest of each env's chunk. :func:`act_in_chunks` is the ``predict`` built on it, used by the model's policy
-(:meth:`sb3_expo.policies.ExpoPolicy.predict`) and by the base policy alone (:class:`sb3_expo.evaluation.BasePolicyActor`).
+the rest of each env's chunk. :func:`act_in_chunks` is one step of acting on it, and :class:`OpenLoop` the
+``predict`` of an actor built on that, used by the model's policy (:meth:`sb3_expo.policies.ExpoPolicy.predict`) and
+by the base policy alone (:class:`sb3_expo.evaluation.BasePolicyActor`).
 """
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 from gymnasium import spaces
@@ -78,7 +78,8 @@ def act_in_chunks(
     """
     One action per env from its pending chunk; envs whose chunk is spent or whose episode starts plan a new one.
 
-    :param plan: observations of the envs that plan ``(m, ...)`` -> their chunks ``(m, h, *action_shape)``, env units
+    :param plan: observations of the envs that plan ``(m, ...)`` -> their chunks' ``m·h`` actions in env units (an
+        SB3-style ``predict`` of a policy whose action is a chunk)
     :param observation: one observation, or one per env
     :param pending: the chunks carried from the previous call (None, or another number of envs: none)
     :param episode_start: per env, whether its episode starts with this observation (SB3's ``episode_start``)
@@ -92,16 +93,45 @@ def act_in_chunks(
         pending.restart(np.asarray(episode_start).reshape(n_envs))
     planning = pending.next_step >= horizon
     if planning.any():
-        pending.actions[planning] = plan(rows_of(batch, planning))
+        pending.actions[planning] = np.asarray(plan(rows_of(batch, planning))).reshape(-1, horizon, *action_shape)
         pending.next_step[planning] = 0
     actions = pending.pop()
     return (actions if vectorized else actions[0]), pending
 
 
-def chunked(model_predict: Callable[..., Any], horizon: int, action_shape: tuple[int, ...]) -> Callable[..., np.ndarray]:
-    """A ``plan`` for :func:`act_in_chunks` from an SB3-style ``predict`` that returns ``h`` actions per observation."""
+class OpenLoop:
+    """
+    An actor's open-loop execution of its chunks. The rollout's pending chunks are kept here; a caller that passes a
+    ``state`` or an ``episode_start`` to ``predict`` (SB3's ``evaluate_policy``, rl-zoo's ``enjoy``) carries its own in
+    ``state``, as a recurrent policy's memory, so an evaluation never consumes the training envs' chunks.
 
-    def plan(observations: Observation) -> np.ndarray:
-        return np.asarray(model_predict(observations)).reshape(-1, horizon, *action_shape)
+    :param horizon: h, actions per chunk
+    :param observation_space: the actor's observation space (to tell one observation from a batch)
+    :param action_shape: the shape of one env action
+    """
 
-    return plan
+    def __init__(self, horizon: int, observation_space: spaces.Space, action_shape: tuple[int, ...]):
+        self.horizon, self.observation_space, self.action_shape = horizon, observation_space, action_shape
+        self.pending: PendingChunks | None = None
+
+    def predict(
+        self,
+        plan: Callable[[Observation], np.ndarray],
+        observation: Observation,
+        state: PendingChunks | None = None,
+        episode_start: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, PendingChunks | None]:
+        """SB3's ``predict`` on the pending chunks (:func:`act_in_chunks`): the actions, and the carried ``state``."""
+        carried = state is not None or episode_start is not None
+        actions, pending = act_in_chunks(
+            plan, observation, self.observation_space, state if carried else self.pending, self.horizon,
+            self.action_shape, episode_start,
+        )  # fmt: skip
+        if not carried:
+            self.pending = pending
+        return actions, pending if carried else None
+
+    def end_episodes(self, dones: np.ndarray) -> None:
+        """The episodes of the envs where ``dones`` ended: their chunks are not continued into the next one."""
+        if self.pending is not None:
+            self.pending.restart(dones)

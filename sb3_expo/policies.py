@@ -35,7 +35,7 @@ from sb3_expo.bases import ActionSampler, check_action_sampler
 from sb3_expo.critics import CriticEnsemble, mlp_layers, random_subsets
 from sb3_expo.diffusion import DiffusionPolicy, xavier_uniform_
 from sb3_expo.flow import FlowPolicy
-from sb3_expo.open_loop import PendingChunks, act_in_chunks, chunked
+from sb3_expo.open_loop import OpenLoop, PendingChunks
 from sb3_expo.validation import check_policy_options
 
 
@@ -298,7 +298,7 @@ class ExpoPolicy(BasePolicy):
         self.edit_dropout = edit_dropout
         self.mixed_precision = mixed_precision
         self.action_chunk = action_chunk
-        self._pending: PendingChunks | None = None  # the rest of each env's chunk, between predict() calls
+        self.open_loop = OpenLoop(action_chunk, observation_space, action_space.shape)  # chunks between predict() calls
         self.base_optimizer_class = base_optimizer_class
         if base_optimizer_kwargs is None:
             base_optimizer_kwargs = {"weight_decay": 1e-4, **default_optimizer_kwargs(base_optimizer_class)}
@@ -481,21 +481,12 @@ class ExpoPolicy(BasePolicy):
         """
         if self.action_chunk == 1:
             return super().predict(observation, state, episode_start, deterministic)
-        carried = state is not None or episode_start is not None
-        plan = chunked(lambda obs: super(ExpoPolicy, self).predict(obs, deterministic=deterministic)[0],
-                       self.action_chunk, self.action_space.shape)  # fmt: skip
-        pending = state if carried else self._pending
-        actions, pending = act_in_chunks(
-            plan, observation, self.observation_space, pending, self.action_chunk, self.action_space.shape, episode_start
-        )
-        if not carried:
-            self._pending = pending
-        return actions, pending if carried else None
+        plan = lambda obs: super(ExpoPolicy, self).predict(obs, deterministic=deterministic)[0]  # noqa: E731
+        return self.open_loop.predict(plan, observation, state, episode_start)
 
     def end_chunks(self, dones: np.ndarray) -> None:
         """The episodes of the envs where ``dones`` ended: their chunks are not continued into the next one."""
-        if self._pending is not None:
-            self._pending.restart(dones)
+        self.open_loop.end_episodes(dones)
 
     def forward(self, obs: PyTorchObs, deterministic: bool = False) -> th.Tensor:
         return self._predict(obs, deterministic=deterministic)
